@@ -1,0 +1,527 @@
+"""The Session: the one place corral messages are packed, signed, checked and unpacked.
+
+A message on the wire is a list of ZeroMQ frames::
+
+    [ident, ..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffer, ...]
+
+The signature frame is a small binary envelope (version, sender session id, counter, sender
+clock, buffer count), a MAC, and one digest per buffer. The MAC covers the envelope, the four
+JSON frames with their lengths, and the buffer digests, so changing, dropping, adding or
+reordering any frame, or replaying a message, is detected. ``docs/protocol.md`` has the layout.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hmac
+import itertools
+import json
+import logging
+import os
+import struct
+import time
+import warnings
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final
+
+import zmq
+
+from corral.wire.errors import MessageRejected, ProtocolVersionError
+from corral.wire.message import Header, Message, RawMessage, parent_header_of
+from corral.wire.protocol import ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
+from corral.wire.replay import ReplayGuard
+from corral.wire.signing import DEFAULT_SCHEME, Signer, make_signer
+
+if TYPE_CHECKING:
+    from corral.wire.message import Frame
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DELIM",
+    "InsecureSessionWarning",
+    "Session",
+]
+
+log = logging.getLogger(__name__)
+
+#: Separates routing identities from the message proper.
+DELIM: Final = b"<IDS|MSG>"
+
+#: Largest frame accepted from a peer that has not authenticated (64 MiB).
+DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024 * 1024
+
+_SIGNED: Final = 1
+# version, flags, sender session id, counter, sender clock, buffer count
+_ENVELOPE: Final = struct.Struct("<BB16sQdI")
+_LENGTHS: Final = struct.Struct("<4Q")
+_MAJOR: Final = protocol_major(PROTOCOL_VERSION)
+_HEADER_KEYS: Final = frozenset(Header.__annotations__)
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), default=lambda o: _json_default(o)).encode
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if hasattr(obj, "__index__"):
+        return obj.__index__()  # numpy integers
+    if hasattr(obj, "__float__"):
+        return float(obj)  # type: ignore[arg-type]
+    raise TypeError(f"{type(obj).__name__} cannot go in a JSON message frame; send it as a buffer")
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return _encode_json(obj).encode()
+
+
+def _view(frame: Any) -> memoryview:
+    if isinstance(frame, zmq.Frame):
+        return frame.buffer
+    return memoryview(frame)
+
+
+def _as_bytes(frame: Any) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, zmq.Frame):
+        return frame.bytes
+    return bytes(frame)
+
+
+def _loads_object(frame: Any, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(_as_bytes(frame))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise MessageRejected("malformed", f"the {what} frame is not JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise MessageRejected("malformed", f"the {what} frame is JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+class InsecureSessionWarning(UserWarning):
+    """A Session was made with an empty key: messages are neither signed nor checked."""
+
+
+class _RateLimitedLog:
+    """Log each (channel, reason) at most once per ``interval`` seconds, without a traceback."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+
+    def __call__(self, channel: str, err: MessageRejected, total: int) -> None:
+        now = time.monotonic()
+        key = (channel, err.reason)
+        if now - self._last.get(key, -self.interval) >= self.interval:
+            self._last[key] = now
+            log.warning("dropped a message on %s: %s (%d %s so far)", channel, err, total, err.reason)
+
+
+class Session:
+    """Pack, sign, send, receive, check and unpack corral messages.
+
+    Parameters
+    ----------
+    key
+        The cluster's shared key (bytes, or a hex string as in connection files). An
+        explicitly empty key means unsigned: nothing is signed or checked, and
+        :class:`InsecureSessionWarning` is issued.
+    scheme
+        The signature scheme, one of :data:`corral.wire.signing.SCHEMES`.
+    username
+        Put in every header; defaults to the login name.
+    session
+        This sender's id (32 hex digits); a random one by default.
+    max_frame_size
+        Refuse JSON frames larger than this; also what :func:`corral.wire.sockets.harden`
+        applies to listening sockets, before any allocation.
+    replay_window
+        Seconds a sender's clock may differ from ours before its messages are ``stale``;
+        ``0`` turns the age check off (counters still stop replays).
+
+    Raises
+    ------
+    ValueError
+        If ``scheme`` is unknown, ``key`` is not bytes or hex, or ``session`` is not 32 hex digits.
+
+    Examples
+    --------
+    >>> from corral.wire import Session
+    >>> a, b = Session(key=b"k" * 32), Session(key=b"k" * 32)
+    >>> frames = a.serialize(a.msg("ping", {"n": 1}))
+    >>> b.deserialize(frames).content
+    {'n': 1}
+    """
+
+    def __init__(
+        self,
+        key: bytes | str,
+        *,
+        scheme: str = DEFAULT_SCHEME,
+        username: str | None = None,
+        session: str | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        replay_window: float = 600.0,
+    ) -> None:
+        if isinstance(key, str):
+            try:
+                key = bytes.fromhex(key)
+            except ValueError:
+                raise ValueError("a str key must be hex digits, as in connection files") from None
+        if not isinstance(key, (bytes, bytearray)):
+            raise ValueError(f"key must be bytes or a hex str, not {type(key).__name__}")
+        self.key = bytes(key)
+        self.signer: Signer = make_signer(scheme, self.key)
+        self.scheme = scheme
+        if not self.key:
+            warnings.warn(
+                "corral Session with an empty key: messages are not signed, so anyone who can "
+                "reach the sockets can run code. Use the connection file's key.",
+                InsecureSessionWarning,
+                stacklevel=2,
+            )
+        if session is None:
+            sid = os.urandom(16)
+        else:
+            try:
+                sid = bytes.fromhex(session)
+            except ValueError:
+                sid = b""
+            if len(sid) != 16:
+                raise ValueError(f"session must be 32 hex digits, not {session!r}")
+        self._sid = sid
+        self.session = sid.hex()
+        if username is None:
+            try:
+                username = getpass.getuser()
+            except Exception:  # no login name in some containers
+                username = "corral"
+        self.username = username
+        self.max_frame_size = int(max_frame_size)
+        self.replay = ReplayGuard(max_age=replay_window)
+        #: messages dropped, by (channel, reason)
+        self.rejections: Counter[tuple[str, str]] = Counter()
+        self._log_rejection = _RateLimitedLog()
+        self._msg_counter = itertools.count()
+        self._env_counter = itertools.count(1)
+        self._signed = self.signer.mac_size > 0
+        self._flags = _SIGNED if self._signed else 0
+        self._mac_end = _ENVELOPE.size + self.signer.mac_size
+
+    # -- building --------------------------------------------------------------------------
+
+    def msg_id(self) -> str:
+        """Return a new message id, unique to this session."""
+        return f"{self.session}_{next(self._msg_counter)}"
+
+    def msg_header(self, msg_type: str) -> Header:
+        """Return a new header for a message of ``msg_type``."""
+        return {
+            "msg_id": self.msg_id(),
+            "msg_type": msg_type,
+            "session": self.session,
+            "username": self.username,
+            "date": datetime.now(timezone.utc).isoformat(),
+            "version": PROTOCOL_VERSION,
+        }
+
+    def msg(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any] | None = None,
+        parent: Message | RawMessage | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        header: Header | None = None,
+    ) -> Message:
+        """Return a new :class:`Message` (not yet sent).
+
+        Parameters
+        ----------
+        msg_type
+            e.g. ``"apply_request"``.
+        content
+            The JSON payload.
+        parent
+            The message this one answers (its header becomes ``parent_header``).
+        metadata
+            JSON facts about the message.
+        header
+            Use this header instead of a new one.
+        """
+        return Message(
+            header=header if header is not None else self.msg_header(msg_type),
+            parent_header=parent_header_of(parent),
+            metadata=dict(metadata or {}),
+            content=dict(content or {}),
+        )
+
+    def _envelope(self, small: Sequence[Any], digests: bytes, nbuf: int) -> bytes:
+        prefix = _ENVELOPE.pack(ENVELOPE_VERSION, self._flags, self._sid, next(self._env_counter), time.time(), nbuf)
+        if not self._signed:
+            return prefix
+        mac = self.signer.new_mac()
+        mac.update(prefix)
+        mac.update(_LENGTHS.pack(len(small[0]), len(small[1]), len(small[2]), len(small[3])))
+        for frame in small:
+            mac.update(frame)
+        mac.update(digests)
+        return prefix + mac.digest() + digests
+
+    def serialize(
+        self,
+        msg: Message,
+        buffers: Sequence[Any] = (),
+        idents: Sequence[bytes] = (),
+    ) -> list[Any]:
+        """Return the signed frames of ``msg`` followed by ``buffers``, ready to send.
+
+        Buffers are not copied: any object with the buffer protocol goes out as its own frame.
+
+        Raises
+        ------
+        TypeError
+            If header, parent, metadata or content hold something JSON cannot encode.
+        """
+        small = [_dumps(msg.header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
+        bufs = list(buffers) if buffers else list(msg.buffers)
+        digests = b"".join([self.signer.digest(b) for b in bufs]) if self._signed else b""
+        return [*idents, DELIM, self._envelope(small, digests, len(bufs)), *small, *bufs]
+
+    def send(
+        self,
+        socket: zmq.Socket[Any],
+        msg_or_type: Message | str,
+        content: Mapping[str, Any] | None = None,
+        parent: Message | RawMessage | Mapping[str, Any] | None = None,
+        ident: bytes | Sequence[bytes] | None = None,
+        buffers: Sequence[Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        track: bool = False,
+    ) -> tuple[Message, zmq.MessageTracker | None]:
+        """Build (if given a type), sign and send a message on ``socket``.
+
+        Buffers are sent without copying; with ``track=True`` the returned
+        :class:`zmq.MessageTracker` tells when ZeroMQ is done with all of them.
+
+        Returns
+        -------
+        (Message, MessageTracker or None)
+
+        Raises
+        ------
+        TypeError
+            If a JSON part holds something JSON cannot encode.
+        zmq.ZMQError
+            If ZeroMQ refuses the send.
+        """
+        msg = self.msg(msg_or_type, content, parent, metadata) if isinstance(msg_or_type, str) else msg_or_type
+        idents: Sequence[bytes] = [] if ident is None else ([ident] if isinstance(ident, bytes) else ident)
+        frames = self.serialize(msg, buffers or (), idents)
+        tracker = None
+        if track and (buffers or msg.buffers):
+            nsmall = len(idents) + 6
+            tracked = [zmq.Frame(b, track=True, copy=False) for b in frames[nsmall:]]
+            socket.send_multipart(frames[:nsmall] + tracked, copy=False)
+            tracker = zmq.MessageTracker(*tracked)
+        else:
+            socket.send_multipart(frames, copy=False)
+        return msg, tracker
+
+    # -- receiving -------------------------------------------------------------------------
+
+    @staticmethod
+    def feed_identities(frames: Sequence[Any]) -> tuple[list[bytes], list[Any]]:
+        """Split received frames into routing identities and the message frames.
+
+        Raises
+        ------
+        MessageRejected
+            ``malformed`` if there is no delimiter.
+        """
+        for i, frame in enumerate(frames):
+            if len(frame) == len(DELIM) and _as_bytes(frame) == DELIM:
+                return [_as_bytes(f) for f in frames[:i]], list(frames[i + 1 :])
+        raise MessageRejected("malformed", "no <IDS|MSG> delimiter among the frames")
+
+    def _reject(self, channel: str, err: MessageRejected) -> None:
+        key = (channel, err.reason)
+        self.rejections[key] += 1
+        self._log_rejection(channel, err, self.rejections[key])
+
+    def _check(self, frames: Sequence[Any], stream: Hashable) -> tuple[Header, bytes, int]:
+        """Check envelope, MAC and replay; decode the header. Returns (header, digests, nbuf)."""
+        if len(frames) < 5:
+            raise MessageRejected("malformed", f"{len(frames)} frames after the delimiter, at least 5 needed")
+        sig = _view(frames[0])
+        if len(sig) == 0:
+            if self._signed:
+                raise MessageRejected("unsigned", "the signature frame is empty")
+            raise MessageRejected("malformed", "the signature frame is empty")
+        if len(sig) < _ENVELOPE.size:
+            raise MessageRejected("malformed", f"signature frame of {len(sig)} bytes is too short")
+        version, flags, sid, counter, stamp, nbuf = _ENVELOPE.unpack_from(sig)
+        if version != ENVELOPE_VERSION:
+            raise ProtocolVersionError(f"envelope version {version}, this side reads {ENVELOPE_VERSION}")
+        if nbuf != len(frames) - 5:
+            raise MessageRejected("malformed", f"{nbuf} buffers signed but {len(frames) - 5} received")
+        small = frames[1:5]
+        for frame in small:
+            if len(frame) > self.max_frame_size:
+                raise MessageRejected("oversized", f"a {len(frame)}-byte JSON frame exceeds {self.max_frame_size}")
+        digests = b""
+        if self._signed:
+            if not flags & _SIGNED:
+                raise MessageRejected("unsigned", "the sender did not sign this message")
+            dsize = self.signer.digest_size
+            if len(sig) != self._mac_end + nbuf * dsize:
+                raise MessageRejected("malformed", f"signature frame of {len(sig)} bytes for {nbuf} buffers")
+            views = [_view(f) for f in small]
+            digests = bytes(sig[self._mac_end :])
+            mac = self.signer.new_mac()
+            mac.update(sig[: _ENVELOPE.size])
+            mac.update(_LENGTHS.pack(len(views[0]), len(views[1]), len(views[2]), len(views[3])))
+            for v in views:
+                mac.update(v)
+            mac.update(digests)
+            if not hmac.compare_digest(mac.digest(), sig[_ENVELOPE.size : self._mac_end]):
+                raise MessageRejected("bad_signature", "the MAC does not match: wrong key or altered frames")
+            self.replay.check(stream, sid, counter, stamp)
+        elif flags & _SIGNED:
+            digests = bytes(sig[_ENVELOPE.size + 32 :])  # keep what the sender signed when relaying
+        header = _loads_object(small[0], "header")
+        if not _HEADER_KEYS <= header.keys():
+            missing = ", ".join(sorted(_HEADER_KEYS - header.keys()))
+            raise MessageRejected("malformed", f"the header lacks {missing}")
+        try:
+            major = protocol_major(header["version"])
+        except ProtocolVersionError as err:
+            raise ProtocolVersionError(str(err), peer_version=str(header["version"]), header=header) from None
+        if major != _MAJOR:
+            raise ProtocolVersionError(
+                f"the sender speaks corral protocol {header['version']}, this side {PROTOCOL_VERSION}; "
+                "install matching corral versions on both sides",
+                peer_version=str(header["version"]),
+                header=header,
+            )
+        return header, digests, nbuf  # type: ignore[return-value]
+
+    def deserialize(
+        self,
+        frames: Sequence[Any],
+        *,
+        stream: Hashable = 0,
+        channel: str = "default",
+        verify_buffers: bool = True,
+        idents: Sequence[bytes] = (),
+    ) -> Message:
+        """Check and unpack the frames that follow the delimiter.
+
+        Buffers come back as read-only views of the received frames (no copy).
+
+        Parameters
+        ----------
+        frames
+            signature, header, parent, metadata, content, buffers.
+        stream
+            Replay counters are tracked per (stream, sender); receivers pass the socket.
+        channel
+            Name to count and log rejections under (``"mux"``, ``"registration"``).
+        verify_buffers
+            Check each buffer against its signed digest (only relays that never read the
+            buffers turn this off; they check the MAC all the same).
+        idents
+            Routing identities to attach to the returned message.
+
+        Raises
+        ------
+        MessageRejected
+            With a ``reason`` from :data:`corral.wire.errors.REJECT_REASONS`; it was counted in
+            :attr:`rejections` and logged at a bounded rate.
+        """
+        try:
+            header, digests, nbuf = self._check(frames, stream)
+            parent = _loads_object(frames[2], "parent header")
+            metadata = _loads_object(frames[3], "metadata")
+            content = _loads_object(frames[4], "content")
+            buffers = [_view(f).toreadonly() for f in frames[5:]]
+            if verify_buffers and self._signed:
+                dsize = self.signer.digest_size
+                for i, buf in enumerate(buffers):
+                    want = digests[i * dsize : (i + 1) * dsize]
+                    if not hmac.compare_digest(self.signer.digest(buf), want):
+                        raise MessageRejected("tampered_buffer", f"buffer {i} does not match its signed digest")
+        except MessageRejected as err:
+            self._reject(channel, err)
+            raise
+        return Message(header, parent, metadata, content, buffers, list(idents))
+
+    def recv(
+        self,
+        socket: zmq.Socket[Any],
+        flags: int = 0,
+        *,
+        channel: str = "default",
+        verify_buffers: bool = True,
+    ) -> Message:
+        """Receive, check and unpack one message from ``socket``, without copying buffers.
+
+        Raises
+        ------
+        MessageRejected
+            The message was dropped (and counted); receive the next one.
+        zmq.Again
+            With ``flags=zmq.NOBLOCK`` when nothing is waiting.
+        """
+        frames = socket.recv_multipart(flags, copy=False)
+        try:
+            idents, rest = self.feed_identities(frames)
+        except MessageRejected as err:
+            self._reject(channel, err)
+            raise
+        return self.deserialize(rest, stream=socket, channel=channel, verify_buffers=verify_buffers, idents=idents)
+
+    # -- relaying --------------------------------------------------------------------------
+
+    def deserialize_raw(
+        self,
+        frames: Sequence[Any],
+        *,
+        stream: Hashable = 0,
+        channel: str = "default",
+        idents: Sequence[bytes] = (),
+    ) -> RawMessage:
+        """Check the signature of a message and decode only its header, for routing.
+
+        Buffers are neither hashed nor copied; the engine or client that unpacks them checks
+        them against the digests this MAC covers.
+
+        Raises
+        ------
+        MessageRejected
+            As :meth:`deserialize`.
+        """
+        try:
+            header, digests, _ = self._check(frames, stream)
+        except MessageRejected as err:
+            self._reject(channel, err)
+            raise
+        return RawMessage(list(idents), header, list(frames[1:]), digests)
+
+    def forward(self, socket: zmq.Socket[Any], raw: RawMessage, idents: Sequence[bytes] = ()) -> None:
+        """Send a checked :class:`RawMessage` on, re-signed as coming from this session.
+
+        The header, content and buffer frames go out as they came in, without a copy; only
+        the envelope is new, so the receiver's replay counters see this relay's stream.
+
+        Raises
+        ------
+        zmq.ZMQError
+            If ZeroMQ refuses the send.
+        """
+        small = [_view(f) for f in raw.frames[:4]]
+        env = self._envelope(small, raw.digests, len(raw.frames) - 4)
+        socket.send_multipart([*idents, DELIM, env, *raw.frames], copy=False)
