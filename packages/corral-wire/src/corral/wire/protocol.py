@@ -26,16 +26,23 @@ PROTOCOL_VERSION: Final = "1.0"
 #: The version byte at the start of every signature frame (see ``docs/protocol.md``).
 ENVELOPE_VERSION: Final = 1
 
-#: Every channel a controller may listen on, by the name used in connection files.
+#: Every channel a controller listens on, by the name used in connection files. Channels ending
+#: in ``_engine`` face engines; the others face clients (see ``docs/protocol.md``).
 CHANNELS: Final = (
-    "registration",
-    "heartbeat",
-    "mux",
-    "task",
-    "broadcast",
-    "control",
-    "iopub",
-    "notification",
+    "registration",  # ROUTER: registration and queries (hub)
+    "heartbeat_ping",  # PUB: the hub's heartbeat pings
+    "heartbeat_pong",  # ROUTER: engines' echoed pings
+    "mux",  # ROUTER: direct requests from clients
+    "mux_engine",  # ROUTER: direct requests to engines
+    "task",  # ROUTER: load-balanced tasks from clients
+    "task_engine",  # ROUTER: load-balanced tasks to engines
+    "broadcast",  # ROUTER: broadcast requests from clients
+    "broadcast_engine",  # ROUTER: broadcast requests to engines
+    "control",  # ROUTER: abort, clear, shutdown, signals from clients
+    "control_engine",  # ROUTER: control requests to engines
+    "iopub",  # PUB: engine output, relayed to clients
+    "iopub_engine",  # SUB: engine output, from engines
+    "notification",  # PUB: engines joining and leaving
 )
 
 

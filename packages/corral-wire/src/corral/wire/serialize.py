@@ -59,8 +59,33 @@ def _rebuild_memoryview(buf: Any, fmt: str, shape: tuple[int, ...]) -> memoryvie
     return view.cast(fmt, shape)
 
 
+def _rebuild_ndarray(buf: Any, dtype: Any, shape: tuple[int, ...], order: str) -> Any:
+    import numpy as np
+
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)  # type: ignore[call-overload]
+
+
+def _reduce_ndarray(arr: Any, threshold: int) -> Any:
+    """Send any contiguous, non-object array as one raw buffer (numpy's own pickle sends
+    datetime and structured arrays in-band, i.e. copied)."""
+    dtype = arr.dtype
+    if dtype.hasobject or dtype.itemsize == 0 or arr.nbytes < threshold:
+        return NotImplemented
+    if arr.flags.c_contiguous:
+        order = "C"
+    elif arr.flags.f_contiguous:
+        order = "F"
+    else:
+        return NotImplemented
+    # a flat byte view (no copy): the buffer protocol cannot describe datetime dtypes
+    raw = arr.reshape(-1, order=order).view("u1")
+    return (_rebuild_ndarray, (pickle.PickleBuffer(raw), dtype, arr.shape, order))
+
+
 def _reduce_special(obj: Any, threshold: int) -> Any:
     kind = type(obj)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return _reduce_ndarray(obj, threshold)
     if kind is types.FunctionType:
         reduced = reduce_function(obj)
         return NotImplemented if reduced is None else reduced
