@@ -16,13 +16,14 @@ import getpass
 import hmac
 import itertools
 import json
+import json.scanner
 import logging
 import os
 import struct
 import time
 import warnings
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,7 +60,9 @@ _LENGTHS: Final = struct.Struct("<4Q")
 _MAJOR: Final = protocol_major(PROTOCOL_VERSION)
 _HEADER_KEYS: Final = frozenset(Header.__annotations__)
 
-_encode_json = json.JSONEncoder(separators=(",", ":"), default=lambda o: _json_default(o)).encode
+# MAC input: the four JSON frames and the buffer digests are joined and fed in one update
+# below this many bytes (fewer hasher calls), fed one by one above it (no copy of big frames).
+_JOIN_MAC_INPUT_BELOW: Final = 64 * 1024
 
 
 def _json_default(obj: object) -> object:
@@ -74,8 +77,57 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"{type(obj).__name__} cannot go in a JSON message frame; send it as a buffer")
 
 
-def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return _encode_json(obj).encode()
+def _make_dumps() -> Callable[[Mapping[str, Any]], bytes]:
+    """Return compact, ASCII-only ``json.dumps``, as fast as the stdlib allows.
+
+    ``JSONEncoder.encode`` re-reads its options and builds a C encoder on every call; this
+    builds the C encoder directly (with a fresh ``markers`` dict per call, as the stdlib
+    does, so circular references are still caught and threads do not share state). Where
+    the C encoder is missing or does not behave as expected, the encoder itself is used.
+    """
+    encoder = json.JSONEncoder(separators=(",", ":"), default=lambda o: _json_default(o))
+
+    def slow(obj: Mapping[str, Any]) -> bytes:
+        return encoder.encode(obj).encode()
+
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return slow
+    options = (encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def fast(obj: Mapping[str, Any]) -> bytes:
+        return "".join(make({}, *options)(obj, 0)).encode()
+
+    probe = {"a": [1, 2.5, None, True, "\u00e9\n"], "b": {"c": datetime(2020, 1, 1), "d": frozenset({3})}, "e": {}}
+    try:
+        same = fast(probe) == slow(probe)
+    except Exception:
+        same = False
+    return fast if same else slow
+
+
+_dumps = _make_dumps()
+
+# The stdlib's scanner (C where available) with json.loads's default options.
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+
+
+def _loads(frame: Any) -> Any:
+    """``json.loads(frame)``, quicker for what corral sends: UTF-8 without surrounding space.
+
+    Anything else (other encodings, a BOM, whitespace, errors) goes to ``json.loads``, so
+    the same frames are accepted, with the same results and errors.
+    """
+    buf = frame if type(frame) is bytes else _view(frame)
+    try:
+        text = str(buf, "utf-8")
+        obj, end = _scan_json(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError):
+        pass
+    else:
+        if end == len(text):
+            return obj
+    return json.loads(_as_bytes(frame))
 
 
 def _view(frame: Any) -> memoryview:
@@ -94,12 +146,24 @@ def _as_bytes(frame: Any) -> bytes:
 
 def _loads_object(frame: Any, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(_as_bytes(frame))
+        obj = _loads(frame)
     except (UnicodeDecodeError, ValueError) as err:
         raise MessageRejected("malformed", f"the {what} frame is not JSON: {err}") from None
     if not isinstance(obj, dict):
         raise MessageRejected("malformed", f"the {what} frame is JSON {type(obj).__name__}, not an object")
     return obj
+
+
+def _mac_update(mac: Any, envelope: Any, lengths: bytes, small: Sequence[Any], size: int, digests: bytes) -> None:
+    """Feed the MAC input, in its wire order: envelope, lengths, the four JSON frames, digests."""
+    if size + len(digests) < _JOIN_MAC_INPUT_BELOW:
+        mac.update(b"".join((envelope, lengths, *small, digests)))
+        return
+    mac.update(envelope)
+    mac.update(lengths)
+    for frame in small:
+        mac.update(frame)
+    mac.update(digests)
 
 
 class InsecureSessionWarning(UserWarning):
@@ -263,12 +327,9 @@ class Session:
         prefix = _ENVELOPE.pack(ENVELOPE_VERSION, self._flags, self._sid, next(self._env_counter), time.time(), nbuf)
         if not self._signed:
             return prefix
+        lengths = (len(small[0]), len(small[1]), len(small[2]), len(small[3]))
         mac = self.signer.new_mac()
-        mac.update(prefix)
-        mac.update(_LENGTHS.pack(len(small[0]), len(small[1]), len(small[2]), len(small[3])))
-        for frame in small:
-            mac.update(frame)
-        mac.update(digests)
+        _mac_update(mac, prefix, _LENGTHS.pack(*lengths), small, sum(lengths), digests)
         return prefix + mac.digest() + digests
 
     def serialize(
@@ -356,7 +417,9 @@ class Session:
         """Check envelope, MAC and replay; decode the header. Returns (header, digests, nbuf)."""
         if len(frames) < 5:
             raise MessageRejected("malformed", f"{len(frames)} frames after the delimiter, at least 5 needed")
-        sig = _view(frames[0])
+        sig = frames[0]
+        if type(sig) is not bytes:
+            sig = _view(sig)
         if len(sig) == 0:
             if self._signed:
                 raise MessageRejected("unsigned", "the signature frame is empty")
@@ -368,10 +431,11 @@ class Session:
             raise ProtocolVersionError(f"envelope version {version}, this side reads {ENVELOPE_VERSION}")
         if nbuf != len(frames) - 5:
             raise MessageRejected("malformed", f"{nbuf} buffers signed but {len(frames) - 5} received")
-        small = frames[1:5]
-        for frame in small:
-            if len(frame) > self.max_frame_size:
-                raise MessageRejected("oversized", f"a {len(frame)}-byte JSON frame exceeds {self.max_frame_size}")
+        small = [f if type(f) is bytes else _view(f) for f in frames[1:5]]
+        lengths = (len(small[0]), len(small[1]), len(small[2]), len(small[3]))
+        if max(lengths) > self.max_frame_size:
+            size = max(lengths)
+            raise MessageRejected("oversized", f"a {size}-byte JSON frame exceeds {self.max_frame_size}")
         digests = b""
         if self._signed:
             if not flags & _SIGNED:
@@ -379,14 +443,9 @@ class Session:
             dsize = self.signer.digest_size
             if len(sig) != self._mac_end + nbuf * dsize:
                 raise MessageRejected("malformed", f"signature frame of {len(sig)} bytes for {nbuf} buffers")
-            views = [_view(f) for f in small]
             digests = bytes(sig[self._mac_end :])
             mac = self.signer.new_mac()
-            mac.update(sig[: _ENVELOPE.size])
-            mac.update(_LENGTHS.pack(len(views[0]), len(views[1]), len(views[2]), len(views[3])))
-            for v in views:
-                mac.update(v)
-            mac.update(digests)
+            _mac_update(mac, sig[: _ENVELOPE.size], _LENGTHS.pack(*lengths), small, sum(lengths), digests)
             if not hmac.compare_digest(mac.digest(), sig[_ENVELOPE.size : self._mac_end]):
                 raise MessageRejected("bad_signature", "the MAC does not match: wrong key or altered frames")
             self.replay.check(stream, sid, counter, stamp)
@@ -396,6 +455,8 @@ class Session:
         if not _HEADER_KEYS <= header.keys():
             missing = ", ".join(sorted(_HEADER_KEYS - header.keys()))
             raise MessageRejected("malformed", f"the header lacks {missing}")
+        if header["version"] == PROTOCOL_VERSION:
+            return header, digests, nbuf  # type: ignore[return-value]
         try:
             major = protocol_major(header["version"])
         except ProtocolVersionError as err:
