@@ -149,6 +149,8 @@ def _loads_object(frame: Any, what: str) -> dict[str, Any]:
         obj = _loads(frame)
     except (UnicodeDecodeError, ValueError) as err:
         raise MessageRejected("malformed", f"the {what} frame is not JSON: {err}") from None
+    except RecursionError:
+        raise MessageRejected("malformed", f"the {what} frame nests too deeply") from None
     if not isinstance(obj, dict):
         raise MessageRejected("malformed", f"the {what} frame is JSON {type(obj).__name__}, not an object")
     return obj
