@@ -176,7 +176,9 @@ def _cell_value(cell: types.CellType) -> Any:
         return _EMPTY
 
 
-def _rebuild_function(code_bytes: bytes, py: tuple[int, int], cells: tuple[Any, ...] | None, state: dict[str, Any]) -> Any:
+def _rebuild_function(
+    code_bytes: bytes, py: tuple[int, int], cells: tuple[Any, ...] | None, state: dict[str, Any]
+) -> Any:
     if tuple(py) != _PY:
         raise SerializationError(
             f"function {state['qualname']!r} was sent by value from Python {py[0]}.{py[1]}, "

@@ -7,11 +7,13 @@ reading one that group or others can read is refused.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,9 +23,9 @@ from corral.wire.errors import ConnectionFileError
 from corral.wire.protocol import PROTOCOL_VERSION, check_protocol_version
 from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     from typing import NotRequired
-except ImportError:  # pragma: no cover - Python 3.10
+else:  # pragma: no cover - Python 3.10
     from typing_extensions import NotRequired
 
 __all__ = [
@@ -144,7 +146,9 @@ def validate_connection_info(data: Any, *, source: str = "connection info") -> C
         if field not in data:
             raise _fail(source, f"the field {field!r} is missing", regenerate)
         if not isinstance(data[field], kind):
-            raise _fail(source, f"the field {field!r} should be a {kind.__name__}, not {type(data[field]).__name__}", regenerate)
+            raise _fail(
+                source, f"the field {field!r} should be a {kind.__name__}, not {type(data[field]).__name__}", regenerate
+            )
     try:
         check_protocol_version(data["version"], peer=f"the controller that wrote {source}")
     except Exception as err:
@@ -211,10 +215,8 @@ def write_connection_file(path: str | os.PathLike[str], info: ConnectionInfo) ->
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return target
 

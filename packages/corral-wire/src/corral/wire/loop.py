@@ -189,7 +189,7 @@ class Reactor:
                     if left <= 0:
                         return False
                     wait = left if wait is None else min(wait, left)
-                events = self._poller.poll(None if wait is None else wait * 1000)
+                events = self._poller.poll(None if wait is None else int(wait * 1000))  # pyzmq truncates floats alike
                 for socket, _ in events:
                     handler = self._handlers.get(socket)
                     if handler is not None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Final, Hashable
+from collections.abc import Hashable
+from typing import Final
 
 from corral.wire.errors import MessageRejected
 

@@ -56,7 +56,8 @@ def _rebuild_memoryview(buf: Any, fmt: str, shape: tuple[int, ...]) -> memoryvie
     view = memoryview(buf).cast("B")
     if fmt == "B" and len(shape) == 1:
         return view
-    return view.cast(fmt, shape)
+    rebuilt: memoryview = view.cast(fmt, shape)  # type: ignore[call-overload]  # fmt is known only at run time
+    return rebuilt
 
 
 def _rebuild_ndarray(buf: Any, dtype: Any, shape: tuple[int, ...], order: str) -> Any:

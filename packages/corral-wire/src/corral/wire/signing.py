@@ -22,7 +22,7 @@ import hmac
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer  # collections.abc.Buffer is Python 3.12+
 
 __all__ = [
     "DEFAULT_SCHEME",

@@ -11,7 +11,9 @@ from corral.wire.session import DEFAULT_MAX_FRAME_SIZE
 __all__ = ["harden"]
 
 
-def harden(socket: zmq.Socket[Any], *, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE, linger: int = 0) -> zmq.Socket[Any]:
+def harden(
+    socket: zmq.Socket[Any], *, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE, linger: int = 0
+) -> zmq.Socket[Any]:
     """Apply corral's limits to a socket before it binds or connects.
 
     Parameters

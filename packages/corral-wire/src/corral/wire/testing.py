@@ -76,7 +76,7 @@ def free_ports(n: int) -> list[int]:
 
 def temp_connection_file(directory: str | os.PathLike[str], **kwargs: Any) -> tuple[Path, ConnectionInfo]:
     """Write a connection file for every channel on free loopback ports into ``directory``."""
-    ports = dict(zip(CHANNELS, free_ports(len(CHANNELS))))
+    ports = dict(zip(CHANNELS, free_ports(len(CHANNELS)), strict=True))
     info = new_connection_info(ports, **kwargs)
     path = write_connection_file(Path(directory) / "corral-test.json", info)
     return path, info
