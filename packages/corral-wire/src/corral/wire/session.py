@@ -25,7 +25,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import zmq
 
@@ -34,9 +34,6 @@ from corral.wire.message import Header, Message, RawMessage, parent_header_of
 from corral.wire.protocol import ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
 from corral.wire.replay import ReplayGuard
 from corral.wire.signing import DEFAULT_SCHEME, Signer, make_signer
-
-if TYPE_CHECKING:
-    from corral.wire.message import Frame
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -109,7 +106,7 @@ def _make_dumps() -> Callable[[Mapping[str, Any]], bytes]:
 _dumps = _make_dumps()
 
 # The stdlib's scanner (C where available) with json.loads's default options.
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined, arg-type]
 
 
 def _loads(frame: Any) -> Any:
@@ -454,7 +451,7 @@ class Session:
         elif flags & _SIGNED:
             digests = bytes(sig[_ENVELOPE.size + 32 :])  # keep what the sender signed when relaying
         header = _loads_object(small[0], "header")
-        if not _HEADER_KEYS <= header.keys():
+        if not header.keys() >= _HEADER_KEYS:
             missing = ", ".join(sorted(_HEADER_KEYS - header.keys()))
             raise MessageRejected("malformed", f"the header lacks {missing}")
         if header["version"] == PROTOCOL_VERSION:
@@ -506,7 +503,7 @@ class Session:
             :attr:`rejections` and logged at a bounded rate.
         """
         try:
-            header, digests, nbuf = self._check(frames, stream)
+            header, digests, _nbuf = self._check(frames, stream)
             parent = _loads_object(frames[2], "parent header")
             metadata = _loads_object(frames[3], "metadata")
             content = _loads_object(frames[4], "content")
