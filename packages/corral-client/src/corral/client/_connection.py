@@ -1,0 +1,121 @@
+"""Find the controller: read the connection file, make the Session and the client's sockets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+import zmq
+
+from corral.wire.connection import ConnectionInfo, channel_url, read_connection_file, validate_connection_info
+from corral.wire.errors import ConnectionFileError
+from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
+from corral.wire.session import Session
+from corral.wire.sockets import harden
+
+__all__ = ["CHANNEL_KINDS", "connect_socket", "load_connection_info", "make_session"]
+
+#: What the client opens on each controller channel it uses (docs/messages.md).
+CHANNEL_KINDS: Final = {
+    "registration": zmq.DEALER,
+    "mux": zmq.DEALER,
+    "control": zmq.DEALER,
+    "task": zmq.DEALER,
+    "iopub": zmq.SUB,
+    "notification": zmq.SUB,
+}
+
+# Channels that carry results, whose frames can be any size: the peer is the controller named
+# in a connection file we chose to trust, and every message is still MAC-checked.
+_UNLIMITED: Final = frozenset({"mux", "control", "task"})
+
+
+def load_connection_info(
+    connection_file: str | os.PathLike[str] | Mapping[str, Any] | None,
+    cluster_id: str | None,
+) -> tuple[ConnectionInfo, str]:
+    """Return the connection info and a description of where it came from.
+
+    Parameters
+    ----------
+    connection_file
+        A path, or connection info already read (a mapping, e.g. from ``Cluster``).
+    cluster_id
+        Read ``~/.corral/security/corral-<cluster_id>.json`` (``$CORRAL_DIR`` moves it).
+
+    Raises
+    ------
+    ConnectionFileError
+        If there is no usable connection file; the message says which file and what to do.
+    ValueError
+        If both arguments are given, or the cluster id is not a valid id.
+    """
+    if connection_file is not None and cluster_id is not None:
+        raise ValueError("give a connection file or a cluster_id, not both")
+    if isinstance(connection_file, Mapping):
+        info = validate_connection_info(dict(connection_file), source="the connection info passed to Client")
+        return info, "the connection info passed to Client"
+    if connection_file is None:
+        path = connection_file_path(cluster_id if cluster_id is not None else DEFAULT_CLUSTER_ID)
+        if cluster_id is None and not path.exists():
+            raise ConnectionFileError(
+                f"no connection file given and none for the default cluster at {path}: start a "
+                "cluster (`corral start`), or pass Client(connection_file) or Client(cluster_id=...)"
+            )
+    else:
+        path = connection_file  # type: ignore[assignment]
+    return read_connection_file(path), os.fspath(path)
+
+
+def make_session(info: ConnectionInfo) -> Session:
+    """Return the client's one Session, with the cluster's key and signature scheme.
+
+    Raises
+    ------
+    ValueError
+        If the key or scheme are unusable (the connection file was validated, so only if
+        edited by hand in between).
+    """
+    return Session(info["key"], scheme=info["signature_scheme"])
+
+
+def connect_socket(
+    context: zmq.Context[Any],
+    info: ConnectionInfo,
+    channel: str,
+    curve_keys: tuple[bytes, bytes] | None = None,
+) -> zmq.Socket[Any]:
+    """Open and connect the client's socket for ``channel`` (linger 0, size limits applied).
+
+    SUB sockets are subscribed to everything. With a ``curve_public_key`` in ``info``, the
+    socket is a CurveZMQ client with ``curve_keys`` (public, secret).
+
+    Raises
+    ------
+    ConnectionFileError
+        If ``info`` has no port for ``channel``, or asks for CurveZMQ that this libzmq lacks.
+    zmq.ZMQError
+        If ZeroMQ refuses the address.
+    """
+    url = channel_url(info, channel)
+    kind = CHANNEL_KINDS[channel]
+    sock = harden(context.socket(kind), max_frame_size=None if channel in _UNLIMITED else 64 * 1024 * 1024)
+    try:
+        server_key = info.get("curve_public_key")
+        if server_key:
+            if not zmq.has("curve"):
+                raise ConnectionFileError(
+                    "the controller requires CurveZMQ encryption, and this pyzmq/libzmq was built without it"
+                )
+            if curve_keys is None:
+                raise ConnectionFileError("CurveZMQ is on but no client key pair was made")
+            sock.curve_publickey, sock.curve_secretkey = curve_keys
+            sock.curve_serverkey = server_key.encode("ascii")
+        if kind == zmq.SUB:
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(url)
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock

@@ -1,0 +1,269 @@
+"""What the client has sent and what came back: requests, results, metadata, history.
+
+The IO thread completes requests as replies arrive; user threads register requests before
+they are sent and wait on them. One lock guards the pending set; results are handed to
+whoever listens (an :class:`~corral.client.AsyncResult`) outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from corral.client._metadata import Metadata, utcnow
+from corral.wire.errors import CorralError, RemoteError, TaskAborted, unwrap_exception
+from corral.wire.message import Message
+from corral.wire.serialize import get_serializer
+
+__all__ = ["Request", "ResultStore"]
+
+log = logging.getLogger(__name__)
+
+# reply payloads: what each request's reply buffers hold
+_DECODED = frozenset({"apply_request", "pull_request"})
+
+
+class Request:
+    """One message sent to one engine (or to the hub), and its outcome once it is done."""
+
+    __slots__ = (
+        "done",
+        "engine_id",
+        "engine_uuid",
+        "error",
+        "in_history",
+        "listeners",
+        "metadata",
+        "msg_id",
+        "msg_type",
+        "value",
+    )
+
+    def __init__(
+        self,
+        msg_id: str,
+        msg_type: str,
+        engine_id: int | None,
+        engine_uuid: str | None,
+        metadata: Metadata,
+        in_history: bool,
+    ) -> None:
+        self.msg_id = msg_id
+        self.msg_type = msg_type
+        self.engine_id = engine_id
+        self.engine_uuid = engine_uuid
+        self.metadata = metadata
+        self.in_history = in_history
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.listeners: list[Callable[[Request], None]] | None = []
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "pending"
+        return f"<Request {self.msg_type} {self.msg_id} engine={self.engine_id} {state}>"
+
+
+def _decode(req: Request, msg: Message) -> Any:
+    """The value a successful reply carries, unpickled from its buffers."""
+    if req.msg_type in _DECODED or (req.msg_type == "execute_request" and msg.buffers):
+        return get_serializer(str(msg.content.get("serializer", "pickle"))).loads(msg.buffers)
+    return None
+
+
+def remote_error(content: dict[str, Any], req: Request) -> RemoteError:
+    """The error a failed or aborted reply carries, with the engine filled in when missing."""
+    status = content.get("status")
+    if "ename" in content:
+        err = unwrap_exception(content)
+    elif status == "aborted":
+        err = TaskAborted("TaskAborted", f"request {req.msg_id} was aborted before it ran")
+    else:
+        err = RemoteError("RemoteError", f"the engine replied {status!r} without saying why")
+    if req.engine_id is not None:
+        err.engine_info.setdefault("engine_id", req.engine_id)
+    if req.engine_uuid is not None:
+        err.engine_info.setdefault("engine_uuid", req.engine_uuid)
+    return err
+
+
+class ResultStore:
+    """Every request this client sent: pending ones, results, metadata and history."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: dict[str, Request] = {}
+        self._requests: dict[str, Request] = {}
+        self._outstanding: set[str] = set()
+        self._history: list[str] = []
+        self._waiters = 0
+        #: msg_id -> result value, or the exception it raised
+        self.results: dict[str, Any] = {}
+        #: msg_id -> Metadata
+        self.metadata: dict[str, Metadata] = {}
+
+    # -- user threads --------------------------------------------------------------------------
+
+    def add(self, requests: Iterable[Request]) -> None:
+        """Register requests before they are sent, so no reply can arrive unannounced."""
+        with self._cond:
+            for req in requests:
+                self._pending[req.msg_id] = req
+                self._requests[req.msg_id] = req
+                self.metadata[req.msg_id] = req.metadata
+                if req.in_history:
+                    self._history.append(req.msg_id)
+                    self._outstanding.add(req.msg_id)
+
+    def get(self, msg_id: str) -> Request | None:
+        """The request with this msg_id, if this client sent it."""
+        return self._requests.get(msg_id)
+
+    def attach(self, requests: Iterable[Request], listener: Callable[[Request], None]) -> int:
+        """Call ``listener(req)`` (in the IO thread) when each pending request completes.
+
+        Returns the number of requests that were still pending, i.e. how many calls to expect.
+        """
+        n = 0
+        with self._cond:
+            for req in requests:
+                if req.listeners is not None:
+                    req.listeners.append(listener)
+                    n += 1
+        return n
+
+    @property
+    def outstanding(self) -> set[str]:
+        """msg_ids of sent requests that have no reply yet (a copy)."""
+        with self._cond:
+            return set(self._outstanding)
+
+    @property
+    def history(self) -> list[str]:
+        """msg_ids of every request sent to engines, oldest first (a copy)."""
+        with self._cond:
+            return list(self._history)
+
+    def history_at(self, index: int) -> str:
+        """``history[index]``.
+
+        Raises
+        ------
+        IndexError
+            If there is no such entry.
+        """
+        with self._cond:
+            return self._history[index]
+
+    def wait(self, msg_ids: Iterable[str], timeout: float | None) -> bool:
+        """Block until none of ``msg_ids`` is pending; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            left = [m for m in msg_ids if m in self._pending]
+            if not left:
+                return True
+            self._waiters += 1
+            try:
+                while True:
+                    left = [m for m in left if m in self._pending]
+                    if not left:
+                        return True
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._waiters -= 1
+
+    # -- IO thread -----------------------------------------------------------------------------
+
+    def handle_reply(self, msg: Message) -> None:
+        """Complete the request a reply (from an engine or the controller) answers."""
+        msg_id = msg.parent_header.get("msg_id")
+        req = self._pending.get(msg_id) if isinstance(msg_id, str) else None
+        if req is None:
+            log.debug("reply %s to unknown or finished request %s", msg.msg_type, msg_id)
+            return
+        md = req.metadata
+        md.merge_reply(msg.metadata)
+        md["received"] = utcnow()
+        content = msg.content
+        status = content.get("status", "ok")
+        if status == "ok":
+            try:
+                value = _decode(req, msg)
+            except Exception as err:  # an undecodable result fails this request, not the loop
+                md["status"] = "error"
+                self.complete(req, error=err)
+                return
+            if req.msg_type == "execute_request":
+                md["execute_result"] = content.get("execute_result")
+                md["execution_count"] = content.get("execution_count")
+            md["status"] = "ok"
+            self.complete(req, value=value)
+        else:
+            md["status"] = status
+            self.complete(req, error=remote_error(content, req))
+
+    def handle_output(self, msg: Message) -> None:
+        """Record engine output (iopub) in the metadata of the request that produced it."""
+        msg_id = msg.parent_header.get("msg_id")
+        md = self.metadata.get(msg_id) if isinstance(msg_id, str) else None
+        if md is None:
+            return  # another client's request
+        kind = msg.msg_type
+        content = msg.content
+        if kind == "stream":
+            req = self._requests.get(msg_id)  # type: ignore[arg-type]
+            name = content.get("name")
+            # once the reply is in, its metadata holds the request's whole output
+            if req is not None and not req.done and name in ("stdout", "stderr"):
+                md[name] = md.get(name, "") + str(content.get("text", ""))
+        elif kind == "display_data":
+            md["outputs"].append({"data": content.get("data", {}), "metadata": content.get("metadata", {})})
+        elif kind == "execute_result":
+            md["execute_result"] = content
+            if "execution_count" in content:
+                md["execution_count"] = content["execution_count"]
+
+    def complete(self, req: Request, *, value: Any = None, error: BaseException | None = None) -> None:
+        """Mark ``req`` done with a value or an error and tell its listeners (first call wins)."""
+        with self._cond:
+            if self._pending.pop(req.msg_id, None) is None:
+                return
+            req.value = value
+            req.error = error
+            req.done = True
+            self._outstanding.discard(req.msg_id)
+            self.results[req.msg_id] = error if error is not None else value
+            listeners = req.listeners or []
+            req.listeners = None
+            if self._waiters:
+                self._cond.notify_all()
+        if error is not None and req.metadata.get("status") is None:
+            req.metadata["status"] = "error"
+        for listener in listeners:
+            try:
+                listener(req)
+            except Exception:  # one broken listener must not starve the others
+                log.exception("error delivering the result of %s", req.msg_id)
+
+    def pending(self, predicate: Callable[[Request], bool] = lambda r: True) -> list[Request]:
+        """Pending requests for which ``predicate`` holds."""
+        with self._cond:
+            return [r for r in self._pending.values() if predicate(r)]
+
+    def fail_pending(self, predicate: Callable[[Request], bool], error: Callable[[Request], BaseException]) -> int:
+        """Complete every pending request matching ``predicate`` with ``error(req)``."""
+        reqs = self.pending(predicate)
+        for req in reqs:
+            self.complete(req, error=error(req))
+        return len(reqs)
+
+
+def client_closed_error(req: Request) -> CorralError:
+    """The error of a request still pending when its client closes."""
+    return CorralError(f"the client was closed before request {req.msg_id} ({req.msg_type}) was answered")
