@@ -1,10 +1,75 @@
-"""The corral client: Client, views, AsyncResult, decorators and errors.
+"""corral.client: connect to a corral cluster and run Python on its engines.
 
-This is the skeleton of the package; the client lands with the cluster issue.
+The API of IPython.parallel and ipyparallel, so code ports by changing the import::
+
+    from corral.client import Client
+
+    rc = Client()                      # the default cluster's connection file
+    dv = rc[:]                         # a DirectView on every engine
+    dv.apply_sync(os.getpid)           # one result per engine
+    ar = rc[0].apply_async(f, x)       # an AsyncResult: a concurrent.futures.Future
+    ar.get(timeout=5)
+
+Names
+-----
+Client
+    A connection to one cluster: engine ids, views, waiting, results, control.
+View, DirectView
+    Run functions and code on engines; move data in and out of their namespaces.
+AsyncResult, AsyncMapResult
+    Results that are not in yet; futures, awaitable.
+Metadata
+    What is known about one request (timestamps, engine, output).
+Reference, interactive
+    Refer to a name in the engine's namespace; send a function to run in it.
+RemoteError, CompositeError, EngineError, TaskAborted, TimeoutError, NoEnginesRegistered, ...
+    Errors, also in :mod:`corral.client.errors`.
 """
 
 from __future__ import annotations
 
+from corral.client._asyncresult import AsyncMapResult, AsyncResult
+from corral.client._client import Client
+from corral.client._directview import DirectView
+from corral.client._metadata import Metadata
 from corral.client._version import __version__
+from corral.client._view import View
+from corral.client.errors import (
+    CompositeError,
+    ConnectionFileError,
+    ControllerLost,
+    CorralError,
+    DependencyTimeout,
+    EngineError,
+    ImpossibleDependency,
+    NoEnginesRegistered,
+    RemoteError,
+    SerializationError,
+    TaskAborted,
+    TimeoutError,  # noqa: A004 - corral's, a subclass of the builtin
+)
+from corral.wire.canning import Reference, interactive
 
-__all__ = ["__version__"]
+__all__ = [
+    "AsyncMapResult",
+    "AsyncResult",
+    "Client",
+    "CompositeError",
+    "ConnectionFileError",
+    "ControllerLost",
+    "CorralError",
+    "DependencyTimeout",
+    "DirectView",
+    "EngineError",
+    "ImpossibleDependency",
+    "Metadata",
+    "NoEnginesRegistered",
+    "Reference",
+    "RemoteError",
+    "SerializationError",
+    "TaskAborted",
+    "TimeoutError",
+    "View",
+    "__version__",
+    "interactive",
+]

@@ -1,0 +1,411 @@
+"""AsyncResult and AsyncMapResult: futures for requests sent to engines.
+
+Each is a :class:`concurrent.futures.Future` completed by the client's IO thread when the
+last reply arrives, so ``add_done_callback``, ``concurrent.futures.wait``/``as_completed`` and
+``await`` (through :func:`asyncio.wrap_future`) all work.
+
+``result`` is a *method*, as in ``concurrent.futures`` and ipyparallel 7 and later:
+``ar.result(timeout=None)`` waits and returns the value. ``ar.r`` is the property form of
+``ar.get()`` that the seeds call ``result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from corral.client._metadata import Metadata, utcnow
+from corral.client._partition import iter_items, join_partitions
+from corral.wire.errors import CompositeError, RemoteError
+from corral.wire.errors import TimeoutError as CorralTimeoutError
+
+if TYPE_CHECKING:
+    from corral.client._client import Client
+    from corral.client._store import Request
+
+__all__ = ["AsyncMapResult", "AsyncResult"]
+
+
+def _timeout(timeout: float | None) -> float | None:
+    """-1 (or any negative number) and None both mean: wait forever."""
+    return None if timeout is None or timeout < 0 else timeout
+
+
+def _as_remote(req: Request) -> RemoteError:
+    err = req.error
+    if isinstance(err, RemoteError):
+        return err
+    assert err is not None
+    info = {"engine_id": req.engine_id, "engine_uuid": req.engine_uuid} if req.engine_id is not None else {}
+    return RemoteError(
+        type(err).__name__,
+        str(err),
+        traceback.format_exception(type(err), err, err.__traceback__),
+        info,  # type: ignore[arg-type]
+    )
+
+
+class AsyncResult(Future[Any]):
+    """The pending result of requests sent to one or more engines.
+
+    Made by views (``apply_async``, ``execute``, ``push`` ...), never directly. A superset of
+    :class:`multiprocessing.pool.AsyncResult` (``get``, ``wait``, ``ready``, ``successful``)
+    and a :class:`concurrent.futures.Future`; ``await ar`` works in asyncio code.
+
+    A request to one engine (``targets`` an int) has a single value; a request to several
+    has a list of values in target order. If one engine's call failed the error is a
+    :class:`~corral.wire.errors.RemoteError` (or ``EngineError``, ``TaskAborted``); if the
+    request went to several engines, every failure is collected in one
+    :class:`~corral.wire.errors.CompositeError`.
+
+    Done-callbacks run in the client's IO thread: keep them short, and do not wait for other
+    results inside them.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        requests: Sequence[Request],
+        fname: str = "unknown",
+        targets: Sequence[int] | None = None,
+        single: bool = False,
+        tracker: zmq.MessageTracker | None = None,
+        sent: threading.Event | None = None,
+    ) -> None:
+        super().__init__()
+        self.set_running_or_notify_cancel()  # sent already: cancel() cannot stop it, abort() can
+        self._client = client
+        self._requests = list(requests)
+        #: ids of the messages this result waits for
+        self.msg_ids: list[str] = [r.msg_id for r in self._requests]
+        self._fname = fname
+        self._targets = list(targets) if targets is not None else [r.engine_id for r in self._requests]
+        self._single = single
+        self._tracker = tracker
+        self._sent = sent
+        self._lock = threading.Lock()
+        with self._lock:
+            self._remaining = client._store.attach(self._requests, self._child_done)
+            finished = self._remaining == 0
+        if finished:
+            self._finish()
+
+    # -- completion (IO thread) ----------------------------------------------------------------
+
+    def _child_done(self, req: Request) -> None:
+        with self._lock:
+            self._remaining -= 1
+            last = self._remaining == 0
+        if last:
+            self._finish()
+
+    def _reconstruct(self, values: list[Any]) -> Any:
+        return values[0] if self._single else values
+
+    def _finish(self) -> None:
+        failed = [r for r in self._requests if r.error is not None]
+        if not failed:
+            self.set_result(self._reconstruct([r.value for r in self._requests]))
+        elif self._single:
+            self.set_exception(failed[0].error)
+        else:
+            errors = [_as_remote(r) for r in failed]
+            self.set_exception(CompositeError(f"one or more exceptions from call to method: {self._fname}", errors))
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self.done():
+            return True
+        if self._client._io.in_io_thread:
+            raise RuntimeError(
+                "cannot wait for a result in the client's IO thread (inside a done-callback): "
+                "it would never arrive; chain another callback instead"
+            )
+        try:
+            Future.exception(self, timeout)
+        except FutureTimeout:  # the builtin TimeoutError from Python 3.11 on
+            return False
+        return True
+
+    def wait(self, timeout: float | None = -1) -> None:
+        """Wait until the result is available or ``timeout`` seconds pass (-1: forever).
+
+        Always returns None, whether or not the call succeeded or finished.
+
+        Raises
+        ------
+        RuntimeError
+            If called from a done-callback (the IO thread).
+        """
+        self._wait(_timeout(timeout))
+
+    def ready(self) -> bool:
+        """Return whether every request has its reply."""
+        return self.done()
+
+    def successful(self) -> bool:
+        """Return whether the call completed without raising.
+
+        Raises
+        ------
+        AssertionError
+            If the result is not ready yet (as :class:`multiprocessing.pool.AsyncResult`).
+        """
+        if not self.done():
+            raise AssertionError(f"{self!r} is not ready; wait() for it first")
+        return Future.exception(self, 0) is None
+
+    def get(self, timeout: float | None = -1) -> Any:
+        """Return the result when it arrives, waiting at most ``timeout`` seconds (-1: forever).
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the result is not ready in time (also a builtin ``TimeoutError``).
+        RemoteError
+            If the call failed on its engine (``EngineError``, ``TaskAborted`` for those cases).
+        CompositeError
+            If the request went to several engines and any of them failed.
+        RuntimeError
+            If called from a done-callback (the IO thread).
+        """
+        if not self._wait(_timeout(timeout)):
+            raise CorralTimeoutError(f"result of {self._fname} not ready after {timeout} s")
+        return Future.result(self, 0)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Return the result, waiting at most ``timeout`` seconds (None: forever).
+
+        The ``concurrent.futures.Future`` method; the same as :meth:`get` except that its
+        default timeout is None.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError, RemoteError, CompositeError, RuntimeError
+            As :meth:`get`.
+        """
+        return self.get(timeout)
+
+    @property
+    def r(self) -> Any:
+        """``get()``: the result, waiting for it."""
+        return self.get()
+
+    def get_dict(self, timeout: float | None = -1) -> dict[int, Any]:
+        """Return the results as a dict keyed by engine id.
+
+        Raises
+        ------
+        ValueError
+            If several of the requests ran on one engine.
+        corral.wire.errors.TimeoutError, RemoteError, CompositeError
+            As :meth:`get`.
+        """
+        results = self.get(timeout)
+        values = [results] if self._single else list(results)
+        ids: list[int] = []
+        for r in self._requests:
+            eid = r.metadata.get("engine_id", r.engine_id)
+            ids.append(int(eid) if eid is not None else -1)
+        out: dict[int, Any] = {}
+        for eid, value in zip(ids, values, strict=True):
+            if eid in out:
+                raise ValueError(f"cannot build a dict: {ids.count(eid)} requests ran on engine {eid}")
+            out[eid] = value
+        return out
+
+    @property
+    def result_dict(self) -> dict[int, Any]:
+        """``get_dict()``."""
+        return self.get_dict()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    @property
+    def sent(self) -> bool:
+        """Whether the messages have been sent and ZeroMQ is done with their buffers."""
+        handed = self._sent is None or self._sent.is_set()
+        return handed and (self._tracker is None or self._tracker.done)
+
+    def wait_for_send(self, timeout: float | None = -1) -> None:
+        """Wait until :attr:`sent` (send with ``track=True`` to cover buffers), ``-1``: forever.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the send is not complete within ``timeout`` seconds.
+        """
+        limit = _timeout(timeout)
+        start = time.monotonic()
+        if self._sent is not None and not self._sent.wait(limit):
+            raise CorralTimeoutError(f"{self._fname}: still waiting to be sent after {timeout} s")
+        if self._tracker is not None:
+            left = -1.0 if limit is None else max(0.0, limit - (time.monotonic() - start))
+            try:
+                self._tracker.wait(left)
+            except zmq.NotDone:
+                raise CorralTimeoutError(f"{self._fname}: ZeroMQ still holds the buffers after {timeout} s") from None
+
+    # -- control and facts ---------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Ask the engines not to run those of my requests that have not started.
+
+        Aborted requests fail with :class:`~corral.wire.errors.TaskAborted`. Requests that
+        already ran are not affected.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If an engine does not confirm within the client's timeout.
+        """
+        pending = [r.msg_id for r in self._requests if not r.done]
+        if pending:
+            self._client.abort(pending, block=True)
+
+    def __len__(self) -> int:
+        return len(self.msg_ids)
+
+    @property
+    def progress(self) -> int:
+        """How many of the requests have completed."""
+        return sum(1 for r in self._requests if r.done)
+
+    @property
+    def metadata(self) -> Metadata | list[Metadata]:
+        """Execution metadata: one dict for a single-engine request, else a list in target order."""
+        mds = [r.metadata for r in self._requests]
+        return mds[0] if self._single else mds
+
+    def _dates(self, key: str) -> list[datetime]:
+        return [r.metadata[key] for r in self._requests if isinstance(r.metadata.get(key), datetime)]
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the first request was submitted."""
+        sub = self._dates("submitted")
+        return (utcnow() - min(sub)).total_seconds() if sub else 0.0
+
+    def timedelta(
+        self,
+        start: datetime | Sequence[datetime],
+        end: datetime | Sequence[datetime],
+        start_key: Callable[[Sequence[datetime]], datetime] = min,
+        end_key: Callable[[Sequence[datetime]], datetime] = max,
+    ) -> float:
+        """Seconds between ``start_key(start)`` and ``end_key(end)`` (lists or single stamps)."""
+        s = start if isinstance(start, datetime) else start_key(start)
+        e = end if isinstance(end, datetime) else end_key(end)
+        return (e - s).total_seconds()
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds from the first submission to the last reply received (0 while pending)."""
+        sub, rec = self._dates("submitted"), self._dates("received")
+        return self.timedelta(sub, rec) if sub and rec and self.done() else 0.0
+
+    @property
+    def serial_time(self) -> float:
+        """Sum over the requests of their time running on the engine."""
+        total = 0.0
+        for r in self._requests:
+            s, c = r.metadata.get("started"), r.metadata.get("completed")
+            if isinstance(s, datetime) and isinstance(c, datetime):
+                total += (c - s).total_seconds()
+        return total
+
+    # -- containers ----------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield each engine's result in target order, as each arrives.
+
+        Raises
+        ------
+        TypeError
+            For a single-engine result.
+        RemoteError
+            When reaching a request that failed.
+        """
+        if self._single:
+            raise TypeError("a single-engine AsyncResult is not iterable; use get()")
+        return (self._value_of(req) for req in self._requests)
+
+    def _value_of(self, req: Request) -> Any:
+        if not req.done:
+            if self._client._io.in_io_thread:
+                raise RuntimeError("cannot wait for a result in the client's IO thread")
+            self._client._store.wait([req.msg_id], None)
+        if req.error is not None:
+            raise req.error
+        return req.value
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        """Results by position (waits for nothing: not ready raises), or metadata by key."""
+        if isinstance(key, str):
+            values = [r.metadata[key] for r in self._requests]
+            return values[0] if self._single else values
+        if not self.done():
+            raise CorralTimeoutError("result not ready")
+        if self._single:
+            raise TypeError("a single-engine AsyncResult cannot be indexed by position; use get()")
+        return self.get(0)[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in Metadata():
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+        return self[key]
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        state = ":finished" if self.done() else ""
+        return f"<{type(self).__name__}: {self._fname}{state}>"
+
+
+class AsyncMapResult(AsyncResult):
+    """The pending result of a parallel ``map`` or ``gather``: one flat sequence.
+
+    Each request returns one block; :meth:`get` joins them in order. Iterating yields the
+    items as their blocks arrive, in order, so work can start on the first block while later
+    ones are still running. Failures raise :class:`~corral.wire.errors.CompositeError`
+    (from :meth:`get`) or the block's own error (while iterating).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        requests: Sequence[Request],
+        fname: str = "unknown",
+        targets: Sequence[int] | None = None,
+        single: bool = False,
+        tracker: zmq.MessageTracker | None = None,
+        sent: threading.Event | None = None,
+        join: Callable[[list[Any]], Any] = join_partitions,
+    ) -> None:
+        self._join = join
+        super().__init__(client, requests, fname, targets, False, tracker, sent)
+
+    def _reconstruct(self, values: list[Any]) -> Any:
+        return self._join(values)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield the mapped values in order, block by block as they arrive.
+
+        Raises
+        ------
+        RemoteError
+            When reaching a block whose request failed.
+        """
+        for req in self._requests:
+            yield from iter_items(self._value_of(req))

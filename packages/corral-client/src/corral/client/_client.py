@@ -1,0 +1,523 @@
+"""The Client: a connection to one cluster, the engines it has, and what was sent to them."""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from corral.client._asyncresult import AsyncResult
+from corral.client._connection import load_connection_info, make_session
+from corral.client._directview import DirectView
+from corral.client._engines import EngineTable, Targets, _is_int
+from corral.client._ioloop import IOThread
+from corral.client._metadata import Metadata, utcnow
+from corral.client._store import Request, ResultStore, client_closed_error
+from corral.wire.connection import ConnectionInfo, channel_url
+from corral.wire.errors import CorralError, unwrap_exception
+from corral.wire.errors import TimeoutError as CorralTimeoutError
+from corral.wire.message import Message
+from corral.wire.session import Session
+
+__all__ = ["Client"]
+
+Payload = tuple[Mapping[str, Any], Sequence[Any]]
+
+
+class Client:
+    """A connection to a corral cluster.
+
+    Parameters
+    ----------
+    connection_file
+        Path of the controller's connection file, or connection info already read (a
+        mapping). By default, the file of the cluster ``cluster_id`` (or of the default
+        cluster) under ``~/.corral/security`` (``$CORRAL_DIR`` moves it).
+    cluster_id
+        Which cluster to connect to when no connection file is given.
+    timeout
+        Seconds to wait for the controller to answer, at connection and for each query.
+    context
+        The ZeroMQ context for the sockets (the process's shared one by default).
+
+    Raises
+    ------
+    ConnectionFileError
+        If there is no usable connection file.
+    corral.wire.errors.TimeoutError
+        If the controller does not answer within ``timeout`` (the message names its address).
+    ValueError
+        If both ``connection_file`` and ``cluster_id`` are given.
+
+    Examples
+    --------
+    >>> rc = Client(cluster_id="default")  # doctest: +SKIP
+    >>> rc.ids  # doctest: +SKIP
+    [0, 1, 2, 3]
+    >>> rc[:].apply_sync(lambda: 42)  # doctest: +SKIP
+    [42, 42, 42, 42]
+    """
+
+    def __init__(
+        self,
+        connection_file: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        cluster_id: str | None = None,
+        timeout: float = 10.0,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        info, source = load_connection_info(connection_file, cluster_id)
+        #: the connection file's contents
+        self.connection_info: ConnectionInfo = info
+        #: the one Session that signs and checks this client's messages
+        self.session: Session = make_session(info)
+        #: seconds to wait for the controller to answer a query
+        self.timeout = float(timeout)
+        #: default of ``block`` for the client's own control methods
+        self.block = False
+        self._closed = False
+        self._store = ResultStore()
+        self._engines = EngineTable()
+        self._io = IOThread(context or zmq.Context.instance(), info, self.session, self._store, self._engines)
+        self._finalizer = weakref.finalize(self, self._io.stop)
+        self._io.start()
+        try:
+            self._connect(source)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, source: str) -> None:
+        try:
+            reply = self._query("connection_request", {})
+        except CorralTimeoutError:
+            url = channel_url(self.connection_info, "registration")
+            raise CorralTimeoutError(
+                f"the controller at {url} did not answer within {self.timeout:g} s "
+                f"(connection file: {source}); is the cluster running?{self._drops()}"
+            ) from None
+        self._engines.apply_snapshot(reply.content.get("engines") or {})
+
+    def _drops(self) -> str:
+        """Messages dropped on receipt, for timeout messages (wrong key, other corral version)."""
+        drops: dict[str, int] = {}
+        for (_, reason), n in self.session.rejections.items():
+            drops[reason] = drops.get(reason, 0) + n
+        if not drops:
+            return ""
+        listed = ", ".join(f"{n} {reason}" for reason, n in sorted(drops.items()))
+        return (
+            f" Messages from the controller were dropped ({listed}): bad_signature means the "
+            "connection file's key is not the controller's, incompatible_version that the two "
+            "sides run different corral versions."
+        )
+
+    # -- engines and views ---------------------------------------------------------------------
+
+    @property
+    def ids(self) -> list[int]:
+        """Sorted ids of the engines that are registered now."""
+        return self._engines.ids
+
+    def __len__(self) -> int:
+        return len(self._engines.ids)
+
+    def __iter__(self) -> Iterator[DirectView]:
+        """Yield a single-engine DirectView for each registered engine."""
+        for eid in self.ids:
+            yield DirectView(self, targets=eid)
+
+    def __getitem__(self, key: int | slice | Sequence[int]) -> DirectView:
+        """Return a DirectView on the engines ``key`` selects, fixed now.
+
+        ``rc[0]`` (one engine, single results), ``rc[-1]``, ``rc[0, 1]``, ``rc[::2]``,
+        ``rc[:]``: the selection is evaluated against :attr:`ids` at this moment and does
+        not follow engines that join or leave later.
+
+        Raises
+        ------
+        NoEnginesRegistered
+            If no engine is registered.
+        IndexError
+            If an id is not registered, or a slice selects none.
+        TypeError
+            If ``key`` is of another type.
+        """
+        if isinstance(key, str):
+            raise TypeError(f"index a Client by engine id, list or slice, not str ({key!r})")
+        ids, _ = self._engines.resolve(key)
+        if isinstance(key, slice) and not ids:
+            raise IndexError(f"the slice {key} selects no engine (live engine ids: {self.ids})")
+        return DirectView(self, targets=ids[0] if _is_int(key) else ids)
+
+    def direct_view(self, targets: Targets = "all") -> DirectView:
+        """Return a DirectView on ``targets``.
+
+        With ``'all'`` (the default) the view runs on every engine registered *at each call*;
+        any other value is resolved now, as for ``rc[...]``.
+
+        Raises
+        ------
+        NoEnginesRegistered, IndexError, TypeError
+            As :meth:`__getitem__`, when ``targets`` is not ``'all'``.
+        """
+        if targets is None or (isinstance(targets, str) and targets == "all"):
+            return DirectView(self, targets="all")
+        return self[targets]
+
+    def wait_for_engines(self, n: int, timeout: float | None = -1) -> None:
+        """Block until at least ``n`` engines are registered (``timeout`` -1 or None: forever).
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If fewer than ``n`` are registered when ``timeout`` seconds have passed.
+        ValueError
+            If ``n`` is negative.
+        """
+        if n < 0:
+            raise ValueError(f"n must be at least 0, not {n}")
+        self._engines.wait_for(n, None if timeout is None or timeout < 0 else timeout)
+
+    # -- results -------------------------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> set[str]:
+        """msg_ids of requests to engines still waiting for a reply (a copy)."""
+        return self._store.outstanding
+
+    @property
+    def history(self) -> list[str]:
+        """msg_ids of every request sent to engines, oldest first (a copy)."""
+        return self._store.history
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """msg_id -> result value (or the exception the request raised), as replies arrive."""
+        return self._store.results
+
+    @property
+    def metadata(self) -> dict[str, Metadata]:
+        """msg_id -> :class:`Metadata` of every request sent."""
+        return self._store.metadata
+
+    def spin(self) -> None:
+        """Handle every message already received; the IO thread does this on its own anyway.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the IO thread does not answer within the client's timeout.
+        """
+        self._check_open()
+        if not self._io.flush(self.timeout):
+            raise CorralTimeoutError(f"the client IO thread did not answer within {self.timeout:g} s")
+
+    def _msg_ids(self, jobs: Any) -> list[str]:
+        if jobs is None:
+            return sorted(self._store.outstanding)
+        if isinstance(jobs, AsyncResult):
+            return list(jobs.msg_ids)
+        if isinstance(jobs, str):
+            if self._store.get(jobs) is None:
+                raise ValueError(f"unknown msg_id {jobs!r}: this client did not send it")
+            return [jobs]
+        if _is_int(jobs):
+            return [self._store.history_at(int(jobs))]
+        if isinstance(jobs, Iterable):
+            return [m for job in jobs for m in self._msg_ids(job)]
+        raise TypeError(f"jobs must be msg_ids, history indices or AsyncResults, not {type(jobs).__name__}")
+
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait until ``jobs`` are done, for at most ``timeout`` seconds (-1 or None: forever).
+
+        Parameters
+        ----------
+        jobs
+            msg_ids, indices into :attr:`history`, AsyncResults, or a list of them;
+            default: everything outstanding.
+
+        Returns
+        -------
+        bool
+            True if all are done, False if the timeout passed first.
+
+        Raises
+        ------
+        ValueError
+            For a msg_id this client did not send.
+        IndexError
+            For an index outside :attr:`history`.
+        """
+        ids = self._msg_ids(jobs)
+        return self._store.wait(ids, None if timeout is None or timeout < 0 else timeout)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CorralError("this Client is closed; make a new one")
+
+    def _submit(
+        self,
+        channel: str,
+        msg_type: str,
+        payloads: Sequence[Payload],
+        ids: Sequence[int | None],
+        uuids: Sequence[str | None],
+        *,
+        fname: str,
+        single: bool = False,
+        track: bool = False,
+        in_history: bool = True,
+        result_class: type[AsyncResult] = AsyncResult,
+        **result_kwargs: Any,
+    ) -> AsyncResult:
+        """Sign one message per target (in this thread), register them, hand them to the IO thread.
+
+        ``payloads[i]`` is the (content, buffers) for target ``i``; a uuid of None sends
+        without a routing identity (the scheduler chooses).
+
+        Raises
+        ------
+        CorralError
+            If the client is closed.
+        TypeError
+            If a content holds something JSON cannot encode.
+        """
+        self._check_open()
+        session = self.session
+        frames: list[list[Any]] = []
+        requests: list[Request] = []
+        tracked: list[zmq.Frame] = []
+        now = utcnow()
+        for (content, buffers), eid, uuid in zip(payloads, ids, uuids, strict=True):
+            msg = session.msg(msg_type, content)
+            idents = [] if uuid is None else [uuid.encode("ascii")]
+            parts = session.serialize(msg, buffers, idents)
+            if track and buffers:
+                head = len(idents) + 6
+                own = [zmq.Frame(b, track=True, copy=False) for b in parts[head:]]
+                tracked.extend(own)
+                parts = parts[:head] + own
+            frames.append(parts)
+            md = Metadata(msg_id=msg.msg_id, submitted=now, engine_id=eid, engine_uuid=uuid)
+            requests.append(Request(msg.msg_id, msg_type, eid, uuid, md, in_history))
+        self._store.add(requests)
+        sent = threading.Event()
+        tracker = zmq.MessageTracker(*tracked) if tracked else None
+        ar = result_class(self, requests, fname, list(ids), single, tracker, sent, **result_kwargs)  # type: ignore[arg-type]
+        self._io.send(channel, frames, requests, sent)
+        return ar
+
+    def _query(self, msg_type: str, content: dict[str, Any], timeout: float | None = None) -> Message:
+        """Ask the hub and return its reply.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If no reply comes within ``timeout`` (default: the client's).
+        RemoteError
+            If the hub answers with an error.
+        """
+        self._check_open()
+        wait = self.timeout if timeout is None else timeout
+        msg_id, fut = self._io.query(msg_type, content)
+        try:
+            reply = fut.result(wait)
+        except FutureTimeout:
+            self._io.forget(msg_id)
+            raise CorralTimeoutError(
+                f"no {msg_type.replace('_request', '_reply')} from the hub within {wait:g} s{self._drops()}"
+            ) from None
+        if reply.content.get("status", "ok") != "ok":
+            raise unwrap_exception(reply.content)
+        return reply
+
+    def _control(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        targets: Targets,
+        block: bool | None,
+        per_target: Mapping[int, dict[str, Any]] | None = None,
+    ) -> AsyncResult | None:
+        """Send a control request to each target (``per_target[id]`` overrides ``content``)."""
+        ids, uuids = self._engines.resolve(targets)
+        payloads = [((per_target or {}).get(eid, content), ()) for eid in ids]
+        ar = self._submit(
+            "control",
+            msg_type,
+            payloads,
+            ids,
+            uuids,
+            fname=msg_type.replace("_request", ""),
+            single=_is_int(targets),
+            in_history=False,
+        )
+        if self.block if block is None else block:
+            ar.get(self.timeout)
+            return None
+        return ar
+
+    # -- queries and control -------------------------------------------------------------------
+
+    def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
+        """Ask the hub how many requests each engine has queued, completed, and running as tasks.
+
+        Returns
+        -------
+        dict
+            ``{engine_id: {"queue": n, "completed": n, "tasks": n}, "unassigned": n}``, or
+            only the engine's dict when ``targets`` is a single id. With ``verbose``, the
+            hub lists msg_ids instead of counting them.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        NoEnginesRegistered, IndexError
+            If ``targets`` names engines that are not registered.
+        """
+        single = _is_int(targets)
+        wanted = None
+        if targets is not None and not (isinstance(targets, str) and targets == "all"):
+            wanted, _ = self._engines.resolve(targets)
+        content = dict(self._query("queue_request", {"targets": wanted, "verbose": bool(verbose)}).content)
+        content.pop("status", None)
+        status: dict[Any, Any] = {}
+        for key, value in content.items():
+            status[int(key) if key.lstrip("-").isdigit() else key] = value
+        if single and wanted:
+            return dict(status.get(wanted[0], {}))
+        return status
+
+    def clear(self, targets: Targets = None, block: bool | None = None) -> AsyncResult | None:
+        """Clear the namespaces of ``targets`` (default: every engine), bypassing their queues.
+
+        Returns
+        -------
+        AsyncResult or None
+            None when blocking, after every engine confirmed.
+
+        Raises
+        ------
+        NoEnginesRegistered, IndexError
+            If ``targets`` names no registered engine.
+        corral.wire.errors.TimeoutError
+            When blocking, if an engine does not confirm within the client's timeout.
+        """
+        return self._control("clear_request", {}, targets, block)
+
+    def abort(self, jobs: Any = None, targets: Targets = None, block: bool | None = None) -> AsyncResult | None:
+        """Ask engines not to run queued requests; those fail with ``TaskAborted``.
+
+        Parameters
+        ----------
+        jobs
+            msg_ids, history indices or AsyncResults; default: everything this client has
+            outstanding.
+        targets
+            Engines to ask; default: the engines the jobs were sent to.
+        block
+            Wait for every engine to confirm (default: :attr:`block`).
+
+        Raises
+        ------
+        NoEnginesRegistered, IndexError
+            If ``targets`` names no registered engine.
+        corral.wire.errors.TimeoutError
+            When blocking, if an engine does not confirm within the client's timeout.
+        """
+        msg_ids = self._msg_ids(jobs)
+        if targets is not None:
+            return self._control("abort_request", {"msg_ids": msg_ids}, targets, block)
+        # each engine hears only of its own requests (and those already answered are skipped)
+        live = set(self.ids)
+        mine: dict[int, list[str]] = {}
+        for m in msg_ids:
+            req = self._store.get(m)
+            if req is not None and not req.done and req.engine_id in live:
+                mine.setdefault(req.engine_id, []).append(m)  # type: ignore[arg-type]
+        if not mine:
+            ar = AsyncResult(self, [], fname="abort")
+            return None if (self.block if block is None else block) else ar
+        per_target = {eid: {"msg_ids": ids} for eid, ids in mine.items()}
+        return self._control("abort_request", {}, sorted(mine), block, per_target)
+
+    def send_signal(
+        self, sig: int | str = _signal.SIGINT, targets: Targets = None, block: bool | None = None
+    ) -> AsyncResult | None:
+        """Send a signal (number or name, default SIGINT) to the engine processes.
+
+        SIGINT interrupts the running request with ``KeyboardInterrupt``; the engine keeps
+        serving.
+
+        Raises
+        ------
+        NoEnginesRegistered, IndexError
+            If ``targets`` names no registered engine.
+        TypeError
+            If ``sig`` is not an int or a str.
+        corral.wire.errors.TimeoutError
+            When blocking, if an engine does not confirm within the client's timeout.
+        """
+        if not isinstance(sig, (int, str)) or isinstance(sig, bool):
+            raise TypeError(f"sig must be a signal number or name, not {type(sig).__name__}")
+        value: int | str = int(sig) if isinstance(sig, int) else sig
+        return self._control("signal_request", {"signal": value}, targets, block)
+
+    def shutdown(
+        self, targets: Targets = "all", restart: bool = False, hub: bool = False, block: bool | None = None
+    ) -> AsyncResult | None:
+        """Stop engines, and with ``hub=True`` the controller too.
+
+        With ``hub=True`` the engines are stopped first (waiting for them), then the hub is
+        asked to stop; an empty cluster is fine then.
+
+        Raises
+        ------
+        NoEnginesRegistered
+            If there are no engines and ``hub`` is False.
+        IndexError
+            If ``targets`` names an engine that is not registered.
+        corral.wire.errors.TimeoutError
+            When waiting, if an engine or the hub does not answer within the client's timeout.
+        """
+        ar: AsyncResult | None = None
+        if not (hub and not self.ids and targets in ("all", None)):
+            ar = self._control("shutdown_request", {"restart": bool(restart)}, targets, True if hub else block)
+        if hub:
+            self._query("shutdown_request", {"hub": True})
+        return ar
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the IO thread and close the sockets; results still pending fail. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._io.stop()
+        self._finalizer.detach()
+        self._store.fail_pending(lambda r: True, client_closed_error)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.ids)} engines"
+        cid = self.connection_info.get("cluster_id") or "?"
+        return f"<Client cluster={cid!r} {state}>"
