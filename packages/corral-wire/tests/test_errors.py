@@ -96,3 +96,21 @@ def test_every_error_derives_from_corral_error() -> None:
 def test_unknown_reject_reason_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown rejection reason"):
         errors.MessageRejected("because")
+
+
+def test_error_reply_matches_an_engine_error_reply() -> None:
+    header = {"msg_id": "m1", "msg_type": "apply_request"}
+    msg_type, content, metadata = errors.error_reply(
+        EngineError("EngineError", "engine 3 killed by SIGKILL"), header, {"engine_id": 3, "engine_uuid": "u"}
+    )
+    assert msg_type == "apply_reply"
+    assert content["status"] == "error"
+    assert metadata["msg_id"] == "m1"
+    assert metadata["engine_id"] == 3
+    err = unwrap_exception(content)
+    assert type(err) is EngineError
+    assert "killed by SIGKILL" in str(err)
+    assert "[3:apply]" in str(err)
+    aborted = errors.error_reply(TaskAborted("TaskAborted", "aborted"), header)[1]
+    assert aborted["status"] == "aborted"
+    assert json.loads(json.dumps(content)) == content

@@ -51,6 +51,7 @@ __all__ = [
     "TimeoutError",
     "WireError",
     "WrappedException",
+    "error_reply",
     "unwrap_exception",
     "wrap_exception",
 ]
@@ -349,3 +350,50 @@ def unwrap_exception(content: dict[str, Any]) -> RemoteError:
         tb = str(tb)
     info = content.get("engine_info") or {}
     return cls(ename, str(content.get("evalue", "")), tb, dict(info))  # type: ignore[arg-type]
+
+
+def error_reply(
+    err: RemoteError,
+    request_header: dict[str, Any],
+    engine_info: EngineInfo | None = None,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Build the reply to a request that failed without running, e.g. on a dead engine.
+
+    The controller uses this to answer on an engine's behalf, with the same content and
+    metadata keys an engine's own error reply has (see ``docs/messages.md``).
+
+    Parameters
+    ----------
+    err
+        The error, e.g. ``EngineError("EngineError", "engine 3 killed by SIGKILL")``.
+    request_header
+        The header of the request being answered.
+    engine_info
+        ``engine_id``, ``engine_uuid`` and ``method``, where known.
+
+    Returns
+    -------
+    (msg_type, content, metadata)
+        ``msg_type`` is the request's with ``_request`` replaced by ``_reply``.
+    """
+    req_type = str(request_header.get("msg_type", "request"))
+    msg_type = req_type[: -len("_request")] + "_reply" if req_type.endswith("_request") else req_type + "_reply"
+    info: EngineInfo = dict(engine_info or {})  # type: ignore[assignment]
+    info.setdefault("method", req_type.removesuffix("_request"))
+    wrapped = wrap_exception(err, info)
+    wrapped["traceback"] = [err.traceback] if err.traceback else []
+    status = "aborted" if isinstance(err, TaskAborted) else "error"
+    content: dict[str, Any] = dict(wrapped)
+    content["status"] = status
+    metadata: dict[str, Any] = {
+        "status": status,
+        "engine_id": info.get("engine_id"),
+        "engine_uuid": info.get("engine_uuid"),
+        "msg_id": request_header.get("msg_id"),
+        "error": dict(wrapped),
+        "stdout": "",
+        "stderr": "",
+        "started": None,
+        "completed": None,
+    }
+    return msg_type, content, metadata
