@@ -145,7 +145,7 @@ def test_map_keeps_order_one_block_per_engine(rc: Client, cluster) -> None:
         dv.map(abs)
 
 
-def test_map_over_arrays_and_failures(rc: Client) -> None:
+def test_map_failures(rc: Client) -> None:
     dv = rc[:]
     amr = dv.map_async(lambda x: 1 / x, [1, 2, 0, 4, 5])
     with pytest.raises(CompositeError) as caught:
@@ -155,7 +155,11 @@ def test_map_over_arrays_and_failures(rc: Client) -> None:
     assert [next(it), next(it)] == [1.0, 0.5]
     with pytest.raises(RemoteError, match="ZeroDivisionError"):
         next(it)
+
+
+def test_map_over_array_rows(rc: Client) -> None:
     np = pytest.importorskip("numpy")
+    dv = rc[:]
     assert dv.map_sync(lambda row: int(row.sum()), np.arange(12).reshape(6, 2)) == [1, 5, 9, 13, 17, 21]
 
 
