@@ -32,6 +32,7 @@ import zmq
 from corral.wire import Session, get_serializer, unpack_apply_message, wrap_exception
 from corral.wire.connection import channel_url
 from corral.wire.errors import EngineError, MessageRejected, TaskAborted
+from corral.wire.gate import Gate
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
 from corral.wire.testing import temp_connection_file
@@ -182,6 +183,7 @@ class FakeCluster:
         self.path, self.info = temp_connection_file(directory)
         self.session = Session(self.info["key"], scheme=self.info["signature_scheme"])
         self.ctx = zmq.Context()
+        self.gate = Gate(self.ctx, self.session.key)  # as the controller: only key holders connect
         self.reactor = Reactor(self.ctx)
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         kinds = {
@@ -193,7 +195,7 @@ class FakeCluster:
             "notification": zmq.XPUB,
         }
         for name, kind in kinds.items():
-            sock = self.ctx.socket(kind)
+            sock = self.gate.guard(self.ctx.socket(kind))
             sock.setsockopt(zmq.LINGER, 0)
             sock.bind(channel_url(self.info, name))
             self.sockets[name] = sock
@@ -243,6 +245,7 @@ class FakeCluster:
         for sock in self.sockets.values():
             sock.close(linger=0)
         self.reactor.close()
+        self.gate.stop()
         self.ctx.term()
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 10) -> None:

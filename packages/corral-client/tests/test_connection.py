@@ -100,6 +100,15 @@ def test_forged_notifications_are_dropped_and_named_in_timeouts(rc: Client, clus
         rc._query("connection_request", {}, timeout=0.05)
 
 
+def test_the_gate_refuses_a_client_with_another_key(cluster) -> None:
+    info = dict(cluster.info)
+    info["key"] = "ab" * 32
+    with pytest.raises(TimeoutError, match="refuses clients without its key"):
+        Client(info, timeout=0.3)
+    assert not [q for q in cluster.queries if q.msg_type == "connection_request"]
+    assert not io_threads()
+
+
 def test_a_silent_controller_times_out_too(cluster) -> None:
     cluster.answer_connection = False
     with pytest.raises(TimeoutError, match="did not answer"):

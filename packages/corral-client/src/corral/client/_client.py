@@ -101,7 +101,8 @@ class Client:
             url = channel_url(self.connection_info, "registration")
             raise CorralTimeoutError(
                 f"the controller at {url} did not answer within {self.timeout:g} s "
-                f"(connection file: {source}); is the cluster running?{self._drops()}"
+                f"(connection file: {source}); is the cluster running, and is this its current "
+                f"connection file (a controller refuses clients without its key)?{self._drops()}"
             ) from None
         self._engines.apply_snapshot(reply.content.get("engines") or {})
 

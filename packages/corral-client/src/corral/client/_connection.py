@@ -10,6 +10,7 @@ import zmq
 
 from corral.wire.connection import ConnectionInfo, channel_url, read_connection_file, validate_connection_info
 from corral.wire.errors import ConnectionFileError
+from corral.wire.gate import admit
 from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
 from corral.wire.session import Session
 from corral.wire.sockets import harden
@@ -85,11 +86,14 @@ def connect_socket(
     info: ConnectionInfo,
     channel: str,
     curve_keys: tuple[bytes, bytes] | None = None,
+    key: bytes = b"",
 ) -> zmq.Socket[Any]:
     """Open and connect the client's socket for ``channel`` (linger 0, size limits applied).
 
     SUB sockets are subscribed to everything. With a ``curve_public_key`` in ``info``, the
-    socket is a CurveZMQ client with ``curve_keys`` (public, secret).
+    socket is a CurveZMQ client with ``curve_keys`` (public, secret); otherwise, with a
+    cluster ``key``, it presents the key's token at the controller's connection gate
+    (:mod:`corral.wire.gate`).
 
     Raises
     ------
@@ -112,6 +116,8 @@ def connect_socket(
                 raise ConnectionFileError("CurveZMQ is on but no client key pair was made")
             sock.curve_publickey, sock.curve_secretkey = curve_keys
             sock.curve_serverkey = server_key.encode("ascii")
+        else:
+            admit(sock, key)
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         sock.connect(url)

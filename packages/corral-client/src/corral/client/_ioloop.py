@@ -78,7 +78,7 @@ class IOThread:
         curve = zmq.curve_keypair() if info.get("curve_public_key") else None
         try:
             for channel in CHANNEL_KINDS:
-                self.sockets[channel] = connect_socket(context, info, channel, curve)
+                self.sockets[channel] = connect_socket(context, info, channel, curve, session.key)
         except BaseException:
             self._close_sockets()
             self.reactor.close()
