@@ -1,0 +1,182 @@
+"""The engine program: ``python -m corral.engine --connection-file FILE``.
+
+By default the program is a :class:`~corral.engine.supervisor.Supervisor` that runs the engine as
+a child process and reports its exit to the hub; ``--no-supervisor`` runs the engine in this
+process. Either way the engine's namespace is a fresh module installed as ``__main__``, requests
+run in the main thread (so ``signal_request`` SIGINT interrupts them), and SIGTERM stops the
+engine cleanly.
+
+Exit codes: 0 when the engine stopped as asked (shutdown request, SIGTERM, controller gone);
+1 when it could not start (unreadable connection file, registration refused or unanswered);
+2 for bad arguments; the engine's own code (or 128 + signal) from the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid as _uuid
+from collections.abc import Sequence
+
+from corral.engine._version import __version__
+from corral.engine.engine import Engine
+from corral.engine.errors import RegistrationError
+from corral.engine.lifeline import SUPERVISOR_PID_ENV, die_with_parent
+from corral.engine.namespace import main_namespace
+from corral.engine.supervisor import Supervisor
+from corral.wire import ConnectionFileError, read_connection_file
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("corral.engine")
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _engine_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer engine id") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"engine ids are non-negative, not {value}")
+    return value
+
+
+def _uuid_arg(text: str) -> str:
+    value = text.strip().lower()
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 32 hex digits")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser of ``python -m corral.engine``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m corral.engine",
+        description="Run a corral engine: register with a controller and serve its requests.",
+    )
+    parser.add_argument("--connection-file", required=True, metavar="FILE", help="the cluster's connection file")
+    parser.add_argument("--id", type=_engine_id, default=None, metavar="N", help="ask the hub for engine id N")
+    parser.add_argument(
+        "--no-supervisor",
+        action="store_true",
+        help="run the engine in this process (default: a supervisor process reports its exit to the hub)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=_LOG_LEVELS, help="logging level (default INFO)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the registration reply (default 30)",
+    )
+    parser.add_argument(
+        "--controller-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="stop after this long without a heartbeat from the controller (default 30)",
+    )
+    parser.add_argument("--uuid", type=_uuid_arg, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"corral-engine {__version__}")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s corral-engine[%(process)d] %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _child_args(args: argparse.Namespace, uuid: str) -> list[str]:
+    argv = [
+        "--connection-file",
+        os.path.abspath(os.path.expanduser(args.connection_file)),
+        "--log-level",
+        args.log_level,
+        "--timeout",
+        repr(args.timeout),
+        "--controller-timeout",
+        repr(args.controller_timeout),
+        "--no-supervisor",
+        "--uuid",
+        uuid,
+        "--supervised",
+    ]
+    if args.id is not None:
+        argv += ["--id", str(args.id)]
+    return argv
+
+
+def _fail(message: str) -> int:
+    print(f"corral-engine: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _run_supervisor(args: argparse.Namespace) -> int:
+    try:
+        info = read_connection_file(os.path.expanduser(args.connection_file))
+    except ConnectionFileError as err:
+        return _fail(str(err))
+    uuid = args.uuid or _uuid.uuid4().hex
+    return Supervisor(info, uuid, _child_args(args, uuid)).run()
+
+
+def _run_engine(args: argparse.Namespace) -> int:
+    if args.supervised:
+        parent = os.environ.get(SUPERVISOR_PID_ENV)
+        if not die_with_parent(int(parent) if parent and parent.isdigit() else None):
+            return _fail("the supervisor exited before the engine started")
+    try:
+        engine = Engine(
+            args.connection_file,
+            namespace=main_namespace(),
+            requested_id=args.id,
+            uuid=args.uuid,
+            registration_timeout=args.timeout,
+            controller_timeout=args.controller_timeout,
+            handle_signals=True,
+        )
+    except ConnectionFileError as err:
+        return _fail(str(err))
+    try:
+        engine.run()
+    except RegistrationError as err:
+        return _fail(str(err))
+    log.info("engine %s exiting: %s", engine.id, engine.stop_reason)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the engine program with ``argv`` (default ``sys.argv[1:]``); return its exit code.
+
+    Raises
+    ------
+    SystemExit
+        From argument parsing only (``--help``, ``--version``, bad arguments: code 2).
+    """
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    if args.no_supervisor:
+        return _run_engine(args)
+    return _run_supervisor(args)
