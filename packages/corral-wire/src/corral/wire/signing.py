@@ -39,6 +39,9 @@ DEFAULT_SCHEME: Final = "blake3-v1"
 # Buffers at least this large are hashed with several threads (BLAKE3 only).
 _THREADED_DIGEST_BYTES: Final = 1 << 22
 
+# Buffer formats blake3 hashes as they are; any other contiguous buffer is cast to bytes first.
+_BYTE_FORMATS: Final = frozenset({"B", "b", "c"})
+
 
 class _Hasher(Protocol):
     def update(self, data: Buffer, /) -> object: ...
@@ -86,10 +89,12 @@ class Blake3Signer:
         return self._base.copy()
 
     def digest(self, data: Buffer) -> bytes:
-        size = memoryview(data).nbytes
-        if size >= _THREADED_DIGEST_BYTES:
-            return self._blake3(data, max_threads=self._auto).digest()
-        return self._blake3(data).digest()
+        view = memoryview(data)
+        if view.format not in _BYTE_FORMATS:
+            view = view.cast("B")  # blake3 reads only byte buffers; hash e.g. a float array's bytes
+        if view.nbytes >= _THREADED_DIGEST_BYTES:
+            return self._blake3(view, max_threads=self._auto).digest()
+        return self._blake3(view).digest()
 
 
 class HmacSha256Signer:
