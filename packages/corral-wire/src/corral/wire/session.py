@@ -407,7 +407,12 @@ class Session:
                 return [_as_bytes(f) for f in frames[:i]], list(frames[i + 1 :])
         raise MessageRejected("malformed", "no <IDS|MSG> delimiter among the frames")
 
-    def _reject(self, channel: str, err: MessageRejected) -> None:
+    def reject(self, channel: str, err: MessageRejected) -> None:
+        """Count a dropped message under (``channel``, ``err.reason``) and log it at a bounded rate.
+
+        Receivers call this for drops they decide on themselves (e.g. a message with the wrong
+        routing identities); :meth:`deserialize` and friends call it for theirs.
+        """
         key = (channel, err.reason)
         self.rejections[key] += 1
         self._log_rejection(channel, err, self.rejections[key])
@@ -515,7 +520,7 @@ class Session:
                     if not hmac.compare_digest(self.signer.digest(buf), want):
                         raise MessageRejected("tampered_buffer", f"buffer {i} does not match its signed digest")
         except MessageRejected as err:
-            self._reject(channel, err)
+            self.reject(channel, err)
             raise
         return Message(header, parent, metadata, content, buffers, list(idents))
 
@@ -540,7 +545,7 @@ class Session:
         try:
             idents, rest = self.feed_identities(frames)
         except MessageRejected as err:
-            self._reject(channel, err)
+            self.reject(channel, err)
             raise
         return self.deserialize(rest, stream=socket, channel=channel, verify_buffers=verify_buffers, idents=idents)
 
@@ -567,9 +572,24 @@ class Session:
         try:
             header, digests, _ = self._check(frames, stream)
         except MessageRejected as err:
-            self._reject(channel, err)
+            self.reject(channel, err)
             raise
         return RawMessage(list(idents), header, list(frames[1:]), digests)
+
+    def route(self, frames: Sequence[Any], *, stream: Hashable = 0, channel: str = "default") -> RawMessage:
+        """Split routing identities off received frames and :meth:`deserialize_raw` the rest.
+
+        Raises
+        ------
+        MessageRejected
+            As :meth:`deserialize_raw`, also for frames without a delimiter; always counted.
+        """
+        try:
+            idents, rest = self.feed_identities(frames)
+        except MessageRejected as err:
+            self.reject(channel, err)
+            raise
+        return self.deserialize_raw(rest, stream=stream, channel=channel, idents=idents)
 
     def forward(self, socket: zmq.Socket[Any], raw: RawMessage, idents: Sequence[bytes] = ()) -> None:
         """Send a checked :class:`RawMessage` on, re-signed as coming from this session.
