@@ -1,10 +1,27 @@
-"""The corral hub: registration, heartbeats, the result store and queries.
+"""corral.hub: registration, heartbeats, the result store, queries and notifications.
 
-This is the skeleton of the package; the hub lands with the cluster issue.
+- :class:`Hub` registers engines (ids in order, never reused), watches their hearts, fails the
+  work of engines that die with :class:`~corral.wire.errors.EngineError`, stores results, and
+  answers clients' queries;
+- :class:`MemoryStore` keeps results in memory, bounded on collected results only.
 """
 
 from __future__ import annotations
 
 from corral.hub._version import __version__
+from corral.hub.engines import EngineRecord, EngineTable
+from corral.hub.heartbeat import HeartMonitor
+from corral.hub.hub import Hub, describe_exit
+from corral.hub.store import MemoryStore, Record, ResultStore
 
-__all__ = ["__version__"]
+__all__ = [
+    "EngineRecord",
+    "EngineTable",
+    "HeartMonitor",
+    "Hub",
+    "MemoryStore",
+    "Record",
+    "ResultStore",
+    "__version__",
+    "describe_exit",
+]

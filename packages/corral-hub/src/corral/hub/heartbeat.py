@@ -1,0 +1,91 @@
+"""Heartbeats: the hub publishes numbered pings; each engine's heart echoes them back.
+
+Engines echo pings in a ZeroMQ device thread that never needs Python's GIL, so an engine busy
+in long-running code still answers. The hub hears who answered; :class:`~corral.hub.Hub`
+declares an engine dead after ``misses`` periods without an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from corral.wire.loop import Reactor, Timer
+
+__all__ = ["HeartMonitor"]
+
+log = logging.getLogger(__name__)
+
+
+class HeartMonitor:
+    """Send pings every ``period`` seconds and report each engine's answers.
+
+    Parameters
+    ----------
+    ping_socket
+        Bound PUB socket (``heartbeat_ping``).
+    pong_socket
+        Bound ROUTER socket (``heartbeat_pong``); engines' hearts connect with their uuid.
+    period
+        Seconds between pings.
+    on_pong
+        Called with the engine uuid (str) for every answer to a recent ping.
+    on_beat
+        Called after every ping is sent (the hub checks for silent engines then).
+    """
+
+    def __init__(
+        self,
+        ping_socket: zmq.Socket[Any],
+        pong_socket: zmq.Socket[Any],
+        period: float,
+        on_pong: Callable[[str], None],
+        on_beat: Callable[[], None],
+        misses: int = 4,
+    ) -> None:
+        self.ping_socket = ping_socket
+        self.pong_socket = pong_socket
+        self.period = period
+        self.misses = misses
+        self.on_pong = on_pong
+        self.on_beat = on_beat
+        self.round = 0
+        self._timer: Timer | None = None
+
+    def register(self, reactor: Reactor) -> None:
+        """Start pinging and listening on ``reactor``."""
+        reactor.add_socket(self.pong_socket, self._pongs)
+        self._timer = reactor.call_every(self.period, self._beat)
+        reactor.call_later(0, self._beat)
+
+    def stop(self) -> None:
+        """Stop pinging."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _beat(self) -> None:
+        self.round += 1
+        try:
+            self.ping_socket.send(b"%d" % self.round, zmq.NOBLOCK)
+        except zmq.ZMQError as err:  # nothing subscribes yet, or shutting down
+            log.debug("heartbeat ping not sent: %s", err)
+        self.on_beat()
+
+    def _pongs(self, socket: zmq.Socket[Any]) -> None:
+        oldest = self.round - self.misses
+        for _ in range(1024):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2 or len(frames[1]) > 20:
+                continue
+            try:
+                answered = int(frames[1])
+            except ValueError:
+                continue
+            if answered >= oldest:
+                self.on_pong(frames[0].decode(errors="replace"))

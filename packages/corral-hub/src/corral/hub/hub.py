@@ -1,0 +1,355 @@
+"""The hub: registration, heartbeats, the result store, queries and notifications.
+
+The hub runs on the controller's reactor next to the schedulers, which report every routed
+message to it (it implements :class:`corral.scheduler.Monitor` by duck typing: the two packages
+do not import each other; the controller wires them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal as _signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from corral.hub.engines import EngineRecord, EngineTable
+from corral.hub.heartbeat import HeartMonitor
+from corral.hub.store import MemoryStore, Record, ResultStore
+from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessage, Session
+from corral.wire.errors import EngineError, error_reply, wrap_exception
+from corral.wire.loop import Reactor
+
+__all__ = ["Hub", "ReplySender", "describe_exit"]
+
+log = logging.getLogger(__name__)
+
+_UUID = re.compile(r"^[0-9a-f]{32}$")
+
+#: Sends a controller-made reply: (client, engine ident, msg_type, parent, content, metadata) -> delivered?
+ReplySender = Callable[[bytes, bytes, str, dict[str, Any], dict[str, Any], dict[str, Any]], bool]
+
+
+def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
+    """Say how a process ended: ``killed by SIGKILL``, ``exited with code 3``."""
+    if signal_name:
+        return f"killed by {signal_name}"
+    if exit_code is not None:
+        if exit_code < 0:
+            try:
+                return f"killed by {_signal.Signals(-exit_code).name}"
+            except ValueError:
+                return f"killed by signal {-exit_code}"
+        return f"exited with code {exit_code}"
+    return "exited"
+
+
+def _parent_id(raw: RawMessage) -> str | None:
+    frame = raw.frames[1]
+    data = frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
+    try:
+        parent = json.loads(data)
+    except ValueError:
+        return None
+    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    return msg_id if isinstance(msg_id, str) else None
+
+
+class Hub:
+    """Register engines, watch their hearts, remember results, and answer queries.
+
+    Parameters
+    ----------
+    session
+        The controller's session.
+    registration_socket
+        Bound ROUTER (``registration``) for engines' and clients' requests.
+    notification_socket
+        Bound PUB (``notification``) for engine joined/left events.
+    ping_socket, pong_socket
+        Bound PUB and ROUTER for heartbeats.
+    store
+        Where results are kept (in memory by default).
+    heartbeat_period
+        Seconds between pings.
+    heartbeat_misses
+        Periods without an answer before an engine is declared dead.
+    registration_timeout
+        Seconds an engine may take from registration to being live.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        registration_socket: zmq.Socket[Any],
+        notification_socket: zmq.Socket[Any],
+        ping_socket: zmq.Socket[Any],
+        pong_socket: zmq.Socket[Any],
+        *,
+        store: ResultStore | None = None,
+        heartbeat_period: float = 0.5,
+        heartbeat_misses: int = 4,
+        registration_timeout: float = 30.0,
+    ) -> None:
+        self.session = session
+        self.registration_socket = registration_socket
+        self.notification_socket = notification_socket
+        self.store: ResultStore = store if store is not None else MemoryStore()
+        self.engines = EngineTable()
+        self.heartbeat_period = heartbeat_period
+        self.heartbeat_misses = heartbeat_misses
+        self.registration_timeout = registration_timeout
+        self.heart = HeartMonitor(ping_socket, pong_socket, heartbeat_period, self._on_pong, self._on_beat, heartbeat_misses)
+        #: called with a record when an engine becomes live / leaves
+        self.on_live: list[Callable[[EngineRecord], None]] = []
+        self.on_lost: list[Callable[[EngineRecord], None]] = []
+        #: per channel, how to send a reply the controller makes on an engine's behalf
+        self.reply_senders: dict[str, ReplySender] = {}
+        #: called when a client asks the controller to stop
+        self.on_shutdown: Callable[[], None] | None = None
+        self.completed: dict[str, int] = {}
+        self._last_reply: tuple[RawMessage | None, str | None] = (None, None)
+        self._reactor: Reactor | None = None
+
+    def register(self, reactor: Reactor) -> None:
+        """Start serving on ``reactor``."""
+        self._reactor = reactor
+        reactor.add_socket(self.registration_socket, self._on_registration)
+        self.heart.register(reactor)
+
+    # -- the monitor channel (called by the schedulers) ----------------------------------------
+
+    def request(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> None:
+        """Record a request routed to ``engine``."""
+        self.store.add_request(Record(raw.header["msg_id"], channel, client, engine.decode(errors="replace"), dict(raw.header)))
+
+    def reply(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> bool:
+        """Store a reply; return False when it answers a request already failed by the hub."""
+        msg_id = _parent_id(raw)
+        self._last_reply = (raw, msg_id)
+        if msg_id is None:
+            return True
+        if self.store.complete(msg_id, raw.frames) is None:
+            record = self.store.get(msg_id)
+            if record is not None and record.done:
+                log.info("dropping a late reply to %s: it was already answered", msg_id)
+                return False
+            return True
+        uuid = engine.decode(errors="replace")
+        self.completed[uuid] = self.completed.get(uuid, 0) + 1
+        return True
+
+    def delivered(self, channel: str, raw: RawMessage, client: bytes, ok: bool) -> None:
+        """Mark the result collected once its client's connection took it."""
+        last_raw, msg_id = self._last_reply
+        if last_raw is not raw:
+            msg_id = _parent_id(raw)
+        if ok and msg_id is not None:
+            self.store.mark_collected(msg_id)
+
+    def hello(self, channel: str, engine: bytes) -> None:
+        """An engine connected its ``channel`` socket."""
+        record = self.engines.get(engine.decode(errors="replace"))
+        if record is not None and record.state == "registering":
+            record.hellos.add(channel)
+            self._maybe_live(record)
+
+    def output(self, raw: RawMessage) -> None:
+        """Engine output passed by (kept by clients; nothing stored here yet)."""
+        return None
+
+    # -- engine lifecycle ----------------------------------------------------------------------
+
+    def _on_pong(self, uuid: str) -> None:
+        record = self.engines.get(uuid)
+        if record is None or record.state == "gone":
+            return
+        record.last_pong = time.monotonic()
+        if not record.ponged:
+            record.ponged = True
+            self._maybe_live(record)
+
+    def _on_beat(self) -> None:
+        now = time.monotonic()
+        deadline = self.heartbeat_period * self.heartbeat_misses
+        for record in list(self.engines.by_uuid.values()):
+            if record.state == "live" and now - record.last_pong > deadline:
+                self.lose(record, f"stopped answering heartbeats for {now - record.last_pong:.1f} s")
+            elif record.state == "registering" and now - record.registered > self.registration_timeout:
+                self.lose(record, f"did not finish registering within {self.registration_timeout:.0f} s")
+
+    def _maybe_live(self, record: EngineRecord) -> None:
+        if record.state != "registering" or not record.ready():
+            return
+        record.state = "live"
+        record.last_pong = time.monotonic()
+        log.info("engine %d (%s) is live", record.id, record.uuid)
+        for callback in self.on_live:
+            callback(record)
+        self._notify("engine_registered", {"id": record.id, "uuid": record.uuid})
+
+    def lose(self, record: EngineRecord, reason: str) -> None:
+        """Declare an engine gone: fail its pending requests with :class:`EngineError`."""
+        if record.state == "gone":
+            return
+        was_live = record.state == "live"
+        record.state = "gone"
+        record.reason = reason
+        log.warning("engine %d (%s) %s", record.id, record.uuid, reason)
+        for callback in self.on_lost:
+            callback(record)
+        for pending in self.store.pending_on(record.uuid):
+            what = pending.request_header.get("msg_type", "request")
+            err = EngineError("EngineError", f"engine {record.id} {reason} while {pending.request_header.get('msg_id')} ({what}) was queued or running")
+            info = {"engine_id": record.id, "engine_uuid": record.uuid}
+            parts = error_reply(err, pending.request_header, info)  # type: ignore[arg-type]
+            self.store.complete(pending.msg_id, None, parts)
+            sender = self.reply_senders.get(pending.channel)
+            if sender is not None and sender(pending.client, record.ident, parts[0], pending.request_header, parts[1], parts[2]):
+                self.store.mark_collected(pending.msg_id)
+        if was_live:
+            self._notify("engine_unregistered", {"id": record.id, "uuid": record.uuid, "reason": reason})
+
+    def _notify(self, msg_type: str, content: dict[str, Any]) -> None:
+        try:
+            self.session.send(self.notification_socket, msg_type, content)
+        except zmq.ZMQError as err:
+            log.warning("could not publish %s: %s", msg_type, err)
+
+    # -- the registration channel --------------------------------------------------------------
+
+    def _on_registration(self, socket: zmq.Socket[Any]) -> None:
+        for _ in range(256):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                idents, rest = self.session.feed_identities(frames)
+            except MessageRejected as err:
+                self.session.reject("registration", err)
+                continue
+            try:
+                msg = self.session.deserialize(rest, stream=socket, channel="registration", idents=idents)
+            except ProtocolVersionError as err:
+                if err.header is not None and err.header.get("msg_type") == "registration_request":
+                    self._reply_error(idents, "registration_reply", err.header, err)
+                continue
+            except MessageRejected:
+                continue
+            handler = self._handlers.get(msg.msg_type)
+            if handler is None:
+                reply_type = msg.msg_type.removesuffix("_request") + "_reply"
+                self._reply_error(msg.idents, reply_type, msg.header, ValueError(f"unknown request type {msg.msg_type!r}"))
+                continue
+            try:
+                handler(self, msg)
+            except Exception as err:  # a bad request must not stop the hub; answer it instead
+                log.warning("%s from %r failed: %s", msg.msg_type, msg.idents, err)
+                self._reply_error(msg.idents, msg.msg_type.removesuffix("_request") + "_reply", msg.header, err)
+
+    def _reply(self, msg: Message, msg_type: str, content: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        content.setdefault("status", "ok")
+        self.session.send(self.registration_socket, msg_type, content, parent=msg, ident=msg.idents, buffers=buffers)
+
+    def _reply_error(self, idents: list[bytes], msg_type: str, parent: dict[str, Any], err: BaseException) -> None:
+        content = dict(wrap_exception(err))
+        content["traceback"] = []
+        try:
+            self.session.send(self.registration_socket, msg_type, content, parent=parent, ident=idents)
+        except zmq.ZMQError:
+            pass
+
+    def _registration_request(self, msg: Message) -> None:
+        c = msg.content
+        uuid = c.get("uuid")
+        if not isinstance(uuid, str) or not _UUID.match(uuid):
+            raise ValueError(f"engine uuid must be 32 lowercase hex digits, not {uuid!r}")
+        requested = c.get("requested_id")
+        if requested is not None and (not isinstance(requested, int) or isinstance(requested, bool)):
+            raise ValueError(f"requested_id must be an integer or null, not {requested!r}")
+        pid = c.get("pid") if isinstance(c.get("pid"), int) else None
+        record = self.engines.add(uuid, str(c.get("hostname", "")), pid, requested)
+        log.info("engine %d (%s) registering from %s pid %s", record.id, uuid, record.hostname, pid)
+        self._reply(
+            msg,
+            "registration_reply",
+            {"id": record.id, "heartbeat_period": self.heartbeat_period, "heartbeat_misses": self.heartbeat_misses},
+        )
+
+    def _engine_exit(self, msg: Message) -> None:
+        record = self.engines.get(str(msg.content.get("uuid")))
+        if record is not None:
+            code = msg.content.get("exit_code")
+            sig = msg.content.get("signal")
+            self.lose(record, describe_exit(code if isinstance(code, int) else None, sig if isinstance(sig, str) else None))
+
+    def _connection_request(self, msg: Message) -> None:
+        self._reply(msg, "connection_reply", {"engines": {str(r.id): r.uuid for r in self.engines.live()}})
+
+    def _queue_request(self, msg: Message) -> None:
+        targets = msg.content.get("targets")
+        status: dict[str, Any] = {}
+        for record in self.engines.live():
+            if targets is not None and record.id not in targets:
+                continue
+            pending = self.store.pending_on(record.uuid)
+            entry: dict[str, Any] = {
+                "queue": sum(1 for p in pending if p.channel == "mux"),
+                "tasks": sum(1 for p in pending if p.channel == "task"),
+                "completed": self.completed.get(record.uuid, 0),
+            }
+            if msg.content.get("verbose"):
+                entry["queue"] = [p.msg_id for p in pending if p.channel == "mux"]
+                entry["tasks"] = [p.msg_id for p in pending if p.channel == "task"]
+            status[str(record.id)] = entry
+        status["unassigned"] = 0
+        self._reply(msg, "queue_reply", status)
+
+    def _result_request(self, msg: Message) -> None:
+        msg_ids = msg.content.get("msg_ids")
+        if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
+            raise ValueError("result_request needs msg_ids, a list of strings")
+        results: dict[str, Any] = {}
+        buffers: list[Any] = []
+        for msg_id in msg_ids:
+            record = self.store.get(msg_id)
+            if record is None:
+                results[msg_id] = {"state": "unknown"}
+                continue
+            entry: dict[str, Any] = {"state": "pending", "request_header": record.request_header, "engine_uuid": record.engine}
+            if record.done:
+                header, metadata, content, bufs = record.reply()
+                entry.update(state="completed", header=header, metadata=metadata, content=content, buffer_count=len(bufs))
+                buffers.extend(bufs)
+            results[msg_id] = entry
+        self._reply(msg, "result_reply", {"results": results}, buffers)
+
+    def _purge_request(self, msg: Message) -> None:
+        c = msg.content
+        if c.get("all"):
+            purged = self.store.purge()
+        else:
+            engines = [self.engines.by_id[i].uuid for i in c.get("engine_ids") or [] if i in self.engines.by_id]
+            purged = self.store.purge(c.get("msg_ids") or [], engines)
+        self._reply(msg, "purge_reply", {"purged": purged})
+
+    def _shutdown_request(self, msg: Message) -> None:
+        self._reply(msg, "shutdown_reply", {})
+        if self.on_shutdown is not None and self._reactor is not None:
+            # let the reply leave before the sockets close
+            self._reactor.call_later(0.05, self.on_shutdown)
+
+    _handlers: dict[str, Callable[[Hub, Message], None]] = {
+        "registration_request": _registration_request,
+        "engine_exit": _engine_exit,
+        "connection_request": _connection_request,
+        "queue_request": _queue_request,
+        "result_request": _result_request,
+        "purge_request": _purge_request,
+        "shutdown_request": _shutdown_request,
+    }

@@ -1,0 +1,157 @@
+"""The hub with scripted engines and clients on real sockets."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from corral.hub import MemoryStore, Record, describe_exit
+from corral.wire import Session, unwrap_exception
+from corral.wire.errors import EngineError
+
+KEY = b"h" * 32  # the key the bench fixture (conftest.py) uses
+HubBench = Any
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_ids_are_handed_out_in_order_and_engines_go_live(bench: HubBench) -> None:
+    ids = []
+    for _ in range(3):
+        uuid, reply = bench.engine()
+        assert reply.content["status"] == "ok"
+        assert reply.content["heartbeat_period"] == 0.1
+        ids.append(reply.content["id"])
+        note = bench.note()
+        assert note.msg_type == "engine_registered"
+        assert note.content == {"id": reply.content["id"], "uuid": uuid}
+    assert ids == [0, 1, 2]
+    conn = bench.ask("connection_request", {})
+    assert conn.content["engines"] == {str(i): r.uuid for i, r in enumerate(bench.hub.engines.live())}
+
+
+def test_an_engine_is_not_live_before_hellos_and_a_heartbeat(bench: HubBench) -> None:
+    uuid, _ = bench.engine(beat=False)
+    time.sleep(0.3)
+    assert bench.on_loop(lambda: bench.hub.engines.get(uuid).state) == "registering"
+    bench.heart(uuid)
+    assert bench.note().content["uuid"] == uuid
+
+
+def test_requested_ids_and_refusals(bench: HubBench) -> None:
+    _, reply = bench.engine(requested_id=5)
+    assert reply.content["id"] == 5
+    _, clash = bench.engine(requested_id=5)
+    assert clash.content["status"] == "error"
+    assert "held by a live engine" in clash.content["evalue"]
+    _, nxt = bench.engine()
+    assert nxt.content["id"] == 6  # never below an id already handed out
+    bad = bench.ask("registration_request", {"uuid": "not-a-uuid"})
+    assert bad.content["status"] == "error"
+    assert "32 lowercase hex digits" in bad.content["evalue"]
+
+
+def test_an_incompatible_engine_is_refused_with_a_clear_error(bench: HubBench) -> None:
+    s = Session(KEY)
+    sock = bench.dealer("registration")
+    msg = s.msg("registration_request", {"uuid": "ab" * 16})
+    msg.header["version"] = "9.0"
+    sock.send_multipart(s.serialize(msg))
+    assert sock.poll(5000)
+    reply = s.recv(sock)
+    assert reply.msg_type == "registration_reply"
+    assert reply.content["status"] == "error"
+    assert reply.content["ename"] == "ProtocolVersionError"
+    assert "9.0" in reply.content["evalue"] and "1.0" in reply.content["evalue"]
+
+
+def test_silent_engine_is_declared_dead_and_its_work_fails_with_engine_error(bench: HubBench) -> None:
+    uuid, reply = bench.engine()
+    bench.note()
+    request = bench.request(uuid)
+    silenced = time.monotonic()
+    bench.hearts[uuid].set()  # the engine stops answering
+    note = bench.note()
+    # 3 missed periods of 0.1 s, give or take one period and the loop's scheduling
+    assert time.monotonic() - silenced < 2.0
+    assert note.msg_type == "engine_unregistered"
+    assert note.content["id"] == reply.content["id"]
+    assert "stopped answering heartbeats" in note.content["reason"]
+    assert len(bench.sent_replies) == 1
+    client, engine, msg_type, parent, content, metadata = bench.sent_replies[0]
+    assert client == b"client-1" and engine == uuid.encode()
+    assert msg_type == "apply_reply"
+    assert parent["msg_id"] == request.msg_id
+    err = unwrap_exception(content)
+    assert isinstance(err, EngineError)
+    assert f"engine {reply.content['id']} stopped answering heartbeats" in str(err)
+    assert metadata["engine_id"] == reply.content["id"]
+    # a late reply from the dead engine is dropped, not delivered twice
+    s = Session(KEY)
+    late = bench.session.deserialize_raw(s.serialize(s.msg("apply_reply", {}, parent=request))[1:], stream="late")
+    assert bench.on_loop(bench.hub.reply, "mux", late, b"client-1", uuid.encode()) is False
+
+
+def test_supervisor_exit_report_names_the_signal(bench: HubBench) -> None:
+    uuid, reply = bench.engine()
+    bench.note()
+    bench.request(uuid)
+    s = Session(KEY)
+    s.send(bench.dealer("registration"), "engine_exit", {"uuid": uuid, "exit_code": None, "signal": "SIGKILL"})
+    note = bench.note()
+    assert note.content["reason"] == "killed by SIGKILL"
+    bench.wait_for(lambda: len(bench.sent_replies) == 1)
+    assert "killed by SIGKILL" in bench.sent_replies[0][4]["evalue"]
+    assert describe_exit(3, None) == "exited with code 3"
+    assert describe_exit(-11, None) == "killed by SIGSEGV"
+
+
+def test_queue_result_and_purge_queries(bench: HubBench) -> None:
+    uuid, reply = bench.engine()
+    bench.note()
+    r1 = bench.request(uuid)
+    r2 = bench.request(uuid)
+    status = bench.ask("queue_request", {"targets": None, "verbose": False}).content
+    assert status[str(reply.content["id"])] == {"queue": 2, "tasks": 0, "completed": 0}
+    bench.reply(uuid, r1, [b"result-bytes"])
+    got = bench.ask("result_request", {"msg_ids": [r1.msg_id, r2.msg_id, "nope"]})
+    results = got.content["results"]
+    assert results[r1.msg_id]["state"] == "completed"
+    assert results[r1.msg_id]["content"] == {"status": "ok"}
+    assert results[r1.msg_id]["buffer_count"] == 1
+    assert [bytes(b) for b in got.buffers] == [b"result-bytes"]
+    assert results[r2.msg_id]["state"] == "pending"
+    assert results["nope"]["state"] == "unknown"
+    verbose = bench.ask("queue_request", {"targets": [reply.content["id"]], "verbose": True}).content
+    assert verbose[str(reply.content["id"])]["queue"] == [r2.msg_id]
+    assert bench.ask("purge_request", {"msg_ids": [r1.msg_id]}).content["purged"] == 1
+    assert bench.ask("result_request", {"msg_ids": [r1.msg_id]}).content["results"][r1.msg_id]["state"] == "unknown"
+
+
+def test_bad_requests_get_errors_and_the_hub_keeps_serving(bench: HubBench) -> None:
+    assert bench.ask("frobnicate_request", {}).content["status"] == "error"
+    assert "unknown request type" in bench.ask("frobnicate_request", {}).content["evalue"]
+    assert bench.ask("result_request", {"msg_ids": "x"}).content["status"] == "error"
+    bench.client.send_multipart([b"garbage"])
+    Session(b"w" * 32).send(bench.client, "connection_request", {})
+    assert bench.ask("connection_request", {}).content["status"] == "ok"
+    counts = bench.on_loop(lambda: dict(bench.session.rejections))
+    assert counts[("registration", "bad_signature")] == 1
+    assert counts[("registration", "malformed")] == 1
+
+
+def test_uncollected_results_are_never_culled_collected_ones_are_bounded() -> None:
+    store = MemoryStore(max_collected=3)
+    for i in range(10):
+        store.add_request(Record(f"m{i}", "mux", b"c", "e", {"msg_id": f"m{i}"}))
+        store.complete(f"m{i}", [b"{}", b"{}", b"{}", b"{}"])
+    for i in range(5):
+        store.mark_collected(f"m{i}")
+    assert store.stats() == {"pending": 0, "uncollected": 5, "collected": 3, "collected_bytes": 0}
+    assert store.get("m0") is None and store.get("m1") is None
+    for i in range(2, 10):
+        assert store.get(f"m{i}") is not None
+    assert store.purge() == 8
+    assert store.stats()["uncollected"] == 0

@@ -1,0 +1,71 @@
+"""The controller as a program: ``corral controller`` / ``python -m corral.cluster``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from corral.wire.paths import DEFAULT_CLUSTER_ID, validate_cluster_id
+
+__all__ = ["add_controller_arguments", "controller_main", "run_controller"]
+
+
+def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the controller's options to ``parser``."""
+    parser.add_argument("--cluster-id", default=DEFAULT_CLUSTER_ID, help="name of the cluster (default: %(default)s)")
+    parser.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--connection-file", default=None, help="where to write the connection file")
+    parser.add_argument("--heartbeat-period", type=float, default=0.5, help="seconds between heartbeats (default: %(default)s)")
+    parser.add_argument("--heartbeat-misses", type=int, default=4, help="missed heartbeats before an engine is declared dead")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    """Run a controller until SIGTERM/SIGINT or a client's shutdown request; return the exit code."""
+    from corral.cluster.controller import Controller
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s controller %(levelname)s %(name)s: %(message)s")
+    try:
+        validate_cluster_id(args.cluster_id)
+    except ValueError as err:
+        print(f"corral controller: {err}", file=sys.stderr)
+        return 2
+    if args.heartbeat_period <= 0 or args.heartbeat_misses < 1:
+        print("corral controller: --heartbeat-period must be positive and --heartbeat-misses at least 1", file=sys.stderr)
+        return 2
+    controller = Controller(
+        cluster_id=args.cluster_id,
+        ip=args.ip,
+        connection_file=args.connection_file,
+        heartbeat_period=args.heartbeat_period,
+        heartbeat_misses=args.heartbeat_misses,
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        controller.start()
+    except OSError as err:
+        print(f"corral controller: {err}", file=sys.stderr)
+        controller.close(remove_connection_file=False)
+        return 1
+    print(f"corral controller ready: {controller.connection_file}", flush=True)
+    try:
+        controller.serve_forever()
+    finally:
+        controller.close()
+    return 0
+
+
+def controller_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m corral.cluster``."""
+    parser = argparse.ArgumentParser(prog="corral controller", description="Run a corral controller (hub and schedulers).")
+    add_controller_arguments(parser)
+    return run_controller(parser.parse_args(argv))

@@ -1,0 +1,243 @@
+"""The controller: the hub and the schedulers in one process, on one reactor.
+
+It binds every channel of :data:`corral.wire.protocol.CHANNELS` behind the connection gate,
+wires the relays to the hub (the monitor channel is a method call here), and writes the
+connection file last, so a peer that can read the file finds every socket bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from corral.hub import EngineRecord, Hub
+from corral.scheduler import DirectRelay, IOPubRelay
+from corral.wire import ConnectionInfo, Session, harden, new_connection_info, write_connection_file
+from corral.wire.gate import Gate
+from corral.wire.loop import Reactor
+from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
+from corral.wire.protocol import CHANNELS
+from corral.wire.signing import DEFAULT_SCHEME
+
+__all__ = ["SOCKET_TYPES", "Controller"]
+
+log = logging.getLogger(__name__)
+
+#: The ZeroMQ socket type the controller binds for each channel.
+SOCKET_TYPES: Mapping[str, int] = {
+    "registration": zmq.ROUTER,
+    "heartbeat_ping": zmq.PUB,
+    "heartbeat_pong": zmq.ROUTER,
+    "mux": zmq.ROUTER,
+    "mux_engine": zmq.ROUTER,
+    "task": zmq.ROUTER,
+    "task_engine": zmq.ROUTER,
+    "broadcast": zmq.ROUTER,
+    "broadcast_engine": zmq.ROUTER,
+    "control": zmq.ROUTER,
+    "control_engine": zmq.ROUTER,
+    "iopub": zmq.PUB,
+    "iopub_engine": zmq.SUB,
+    "notification": zmq.PUB,
+}
+assert set(SOCKET_TYPES) == set(CHANNELS)
+
+
+class Controller:
+    """Bind a cluster's channels and serve them.
+
+    Parameters
+    ----------
+    cluster_id
+        Names the connection file (``~/.corral/security/corral-<cluster_id>.json``).
+    ip
+        Address to bind; loopback by default.
+    ports
+        Port per channel; channels not given get a random free port.
+    key
+        The cluster key as hex; a new random key by default. ``""`` means unsigned (warns).
+    connection_file
+        Where to write the connection file (default from ``cluster_id``).
+    heartbeat_period, heartbeat_misses
+        Ping every ``heartbeat_period`` seconds; an engine silent for ``heartbeat_misses``
+        periods is declared dead.
+    context
+        ZeroMQ context (a new one by default).
+
+    Examples
+    --------
+    >>> c = Controller(cluster_id="demo")  # doctest: +SKIP
+    >>> info = c.start()                    # binds and writes the connection file
+    >>> c.serve_forever()                   # until c.stop()
+    """
+
+    def __init__(
+        self,
+        *,
+        cluster_id: str = DEFAULT_CLUSTER_ID,
+        ip: str = "127.0.0.1",
+        ports: Mapping[str, int] | None = None,
+        key: str | None = None,
+        signature_scheme: str = DEFAULT_SCHEME,
+        connection_file: str | os.PathLike[str] | None = None,
+        heartbeat_period: float = 0.5,
+        heartbeat_misses: int = 4,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.ip = ip
+        self.requested_ports = dict(ports or {})
+        unknown = set(self.requested_ports) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown channel(s) {sorted(unknown)}; channels are {', '.join(CHANNELS)}")
+        self.connection_file = Path(connection_file) if connection_file else connection_file_path(cluster_id)
+        self.context: zmq.Context[Any] = context or zmq.Context()
+        self._own_context = context is None
+        self.info: ConnectionInfo = new_connection_info(
+            {c: 1 for c in CHANNELS}, cluster_id=cluster_id, ip=ip, key=key, signature_scheme=signature_scheme
+        )
+        self.session = Session(self.info["key"], scheme=signature_scheme)
+        self.heartbeat_period = heartbeat_period
+        self.heartbeat_misses = heartbeat_misses
+        self.reactor = Reactor(self.context)
+        self.sockets: dict[str, zmq.Socket[Any]] = {}
+        self.gate: Gate | None = None
+        self.hub: Hub | None = None
+        self.mux: DirectRelay | None = None
+        self.control: DirectRelay | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- setting up ---------------------------------------------------------------------------
+
+    def _bind(self, channel: str, socket: zmq.Socket[Any]) -> int:
+        port = self.requested_ports.get(channel)
+        url_ip = f"[{self.ip}]" if ":" in self.ip else self.ip
+        if ":" in self.ip:
+            socket.setsockopt(zmq.IPV6, 1)
+        if port:
+            try:
+                socket.bind(f"tcp://{url_ip}:{port}")
+            except zmq.ZMQError as err:
+                raise OSError(
+                    f"cannot bind the {channel} channel to {self.ip}:{port}: {err.strerror}. "
+                    "Another program (or another corral controller) uses that port: choose other "
+                    "ports, or stop the other controller (`corral list`, `corral stop`)."
+                ) from None
+            return port
+        return socket.bind_to_random_port(f"tcp://{url_ip}")
+
+    def start(self) -> ConnectionInfo:
+        """Bind every channel, wire hub and relays, and write the connection file.
+
+        Returns
+        -------
+        ConnectionInfo
+            What was written to :attr:`connection_file`.
+
+        Raises
+        ------
+        OSError
+            If a requested port is in use, or the connection file cannot be written.
+        """
+        key = bytes.fromhex(self.info["key"])
+        self.gate = Gate(self.context, key)
+        ports: dict[str, int] = {}
+        try:
+            for channel in CHANNELS:
+                sock = self.context.socket(SOCKET_TYPES[channel])
+                harden(sock)
+                sock.setsockopt(zmq.SNDHWM, 0)
+                sock.setsockopt(zmq.RCVHWM, 0)
+                self.gate.guard(sock)
+                self.sockets[channel] = sock
+                ports[channel] = self._bind(channel, sock)
+        except BaseException:
+            self.close()
+            raise
+        self.info["ports"] = ports
+        s = self.sockets
+        hub = self.hub = Hub(
+            self.session,
+            s["registration"],
+            s["notification"],
+            s["heartbeat_ping"],
+            s["heartbeat_pong"],
+            heartbeat_period=self.heartbeat_period,
+            heartbeat_misses=self.heartbeat_misses,
+        )
+        self.mux = DirectRelay("mux", self.session, s["mux"], s["mux_engine"], hub)
+        self.control = DirectRelay("control", self.session, s["control"], s["control_engine"], hub)
+        iopub = IOPubRelay(self.session, s["iopub_engine"], s["iopub"], hub)
+        relays = (self.mux, self.control)
+        hub.on_live.append(lambda r: [relay.add_engine(r.ident, r.id) for relay in relays])
+        hub.on_lost.append(lambda r: [relay.remove_engine(r.ident) for relay in relays])
+        hub.reply_senders["mux"] = self.mux.send_reply
+        hub.reply_senders["control"] = self.control.send_reply
+        hub.on_shutdown = self.stop
+        for part in (hub, self.mux, self.control, iopub):
+            part.register(self.reactor)
+        for channel in ("task_engine", "broadcast_engine"):
+            # load-balanced and broadcast scheduling land with their own issue; until then the
+            # engines' hellos on these sockets are read and dropped so nothing piles up
+            self.reactor.add_socket(s[channel], self._discard)
+        write_connection_file(self.connection_file, self.info)
+        log.info("controller for cluster %r ready: %s", self.cluster_id, self.connection_file)
+        return self.info
+
+    @staticmethod
+    def _discard(socket: zmq.Socket[Any]) -> None:
+        for _ in range(256):
+            try:
+                socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+
+    # -- running ------------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`stop` (from any thread) or a client's shutdown request."""
+        self.reactor.run()
+
+    def start_in_thread(self) -> ConnectionInfo:
+        """Bind, then serve in a daemon thread (for embedding and tests); returns the info."""
+        info = self.start()
+        self._thread = threading.Thread(target=self.serve_forever, name="corral-controller", daemon=True)
+        self._thread.start()
+        return info
+
+    def stop(self) -> None:
+        """Stop serving; safe from any thread."""
+        self.reactor.stop()
+
+    def live_engines(self) -> list[EngineRecord]:
+        """The engines currently live (read from the loop thread, or after stopping)."""
+        return self.hub.engines.live() if self.hub else []
+
+    def close(self, remove_connection_file: bool = True) -> None:
+        """Stop, close every socket and the gate, and remove the connection file."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+        for sock in self.sockets.values():
+            sock.close(linger=0)
+        self.reactor.close()
+        if self.gate is not None:
+            self.gate.stop()
+        if self._own_context:
+            self.context.term()
+        if remove_connection_file:
+            try:
+                if self.connection_file.exists():
+                    self.connection_file.unlink()
+            except OSError as err:
+                log.warning("could not remove %s: %s", self.connection_file, err)
