@@ -47,7 +47,7 @@ import numpy as np
 import zmq
 
 import corral.wire
-from corral.wire import MessageRejected, Serializer, Session
+from corral.wire import DEFAULT_SCHEME, MessageRejected, Serializer, Session
 
 try:
     import jupyter_client
@@ -178,7 +178,7 @@ def small_cases(n: int) -> tuple[list[Case], Case, Case | None]:
 
         return Case(name, run, prepare, after)
 
-    corral = corral_case("corral Session (blake3-v1, default)", "blake3-v1")
+    corral = corral_case(f"corral Session ({DEFAULT_SCHEME}, default)", DEFAULT_SCHEME)
     corral_hmac = corral_case("corral Session (hmac-sha256-v1)", "hmac-sha256-v1")
 
     jc: Case
@@ -203,7 +203,7 @@ def small_cases(n: int) -> tuple[list[Case], Case, Case | None]:
 
         jc = Case(f"jupyter_client Session ({jsend.signature_scheme})", jrun, jprepare, jafter)
 
-    floor_header = _corral_pair("blake3-v1")[0].msg_header("apply_request")
+    floor_header = _corral_pair(DEFAULT_SCHEME)[0].msg_header("apply_request")
     dumps, loads = json.dumps, json.loads
 
     def floor_run(_: Any) -> Any:
@@ -262,7 +262,7 @@ def check_zero_copy(arr: np.ndarray) -> list[str]:
     """Send ``arr`` once through corral's path; return what is wrong (nothing, ideally)."""
     problems = []
     ser = Serializer()
-    sender, receiver = _corral_pair("blake3-v1")
+    sender, receiver = _corral_pair(DEFAULT_SCHEME)
     frames = ser.dumps(arr)
     wire = sender.serialize(sender.msg("data"), buffers=frames)
     msg = receiver.deserialize(wire[1:])
@@ -310,7 +310,8 @@ def large_cases(arr: np.ndarray) -> tuple[list[Case], Case, Case, Case]:
 
         return Case(name, run, after=after)
 
-    corral = corral_case("corral full path (blake3-v1, default)", "blake3-v1")
+    corral = corral_case(f"corral full path ({DEFAULT_SCHEME}, default)", DEFAULT_SCHEME)
+    corral_b3 = corral_case("corral full path (blake3-v1)", "blake3-v1")
     corral_hmac = corral_case("corral full path (hmac-sha256-v1)", "hmac-sha256-v1")
 
     dst = np.empty_like(arr)
@@ -345,7 +346,7 @@ def large_cases(arr: np.ndarray) -> tuple[list[Case], Case, Case, Case]:
         lambda _: blake3.blake3(flat, max_threads=blake3.blake3.AUTO).digest(),
     )
 
-    return [corral, corral_hmac, hash_once, copyto, fresh, jc], corral, copyto, fresh
+    return [corral, corral_b3, corral_hmac, hash_once, copyto, fresh, jc], corral, copyto, fresh
 
 
 def bench_large(size_mb: int, rounds: int) -> bool:

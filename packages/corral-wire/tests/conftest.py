@@ -16,7 +16,7 @@ def key() -> bytes:
     return os.urandom(32)
 
 
-@pytest.fixture(params=["blake3-v1", "hmac-sha256-v1"])
+@pytest.fixture(params=["blake3-gmac-v1", "blake3-v1", "hmac-sha256-v1"])
 def pair(request: pytest.FixtureRequest) -> tuple[Session, Session]:
     return session_pair(scheme=request.param)
 

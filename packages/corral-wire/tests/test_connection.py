@@ -29,7 +29,7 @@ def test_written_file_is_private_and_round_trips(tmp_path: Path) -> None:
     assert read_connection_file(target) == original
     assert len(bytes.fromhex(original["key"])) == 32
     assert original["ip"] == "127.0.0.1"
-    assert original["signature_scheme"] == "blake3-v1"
+    assert original["signature_scheme"] == "blake3-gmac-v1"
     assert [p.name for p in target.parent.iterdir()] == ["corral-c1.json"]  # no temp file left
 
 

@@ -58,7 +58,7 @@ class ConnectionInfo(TypedDict):
     ports: dict[str, int]
     #: the shared key as hex ("" means unsigned)
     key: str
-    #: e.g. "blake3-v1"
+    #: e.g. "blake3-gmac-v1"
     signature_scheme: str
     #: the controller's CurveZMQ public key (Z85), when transport encryption is on
     curve_public_key: NotRequired[str]

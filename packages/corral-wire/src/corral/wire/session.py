@@ -517,7 +517,7 @@ class Session:
                 dsize = self.signer.digest_size
                 for i, buf in enumerate(buffers):
                     want = digests[i * dsize : (i + 1) * dsize]
-                    if not hmac.compare_digest(self.signer.digest(buf), want):
+                    if not self.signer.verify(buf, want):
                         raise MessageRejected("tampered_buffer", f"buffer {i} does not match its signed digest")
         except MessageRejected as err:
             self.reject(channel, err)
