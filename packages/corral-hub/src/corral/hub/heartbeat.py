@@ -61,6 +61,14 @@ class HeartMonitor:
         self._timer = reactor.call_every(self.period, self._beat)
         reactor.call_later(0, self._beat)
 
+    def ping_now(self) -> None:
+        """Send the current round's ping again, e.g. so a newly registering engine can answer
+        without waiting a whole period."""
+        try:
+            self.ping_socket.send(b"%d" % self.round, zmq.NOBLOCK)
+        except zmq.ZMQError as err:
+            log.debug("heartbeat ping not sent: %s", err)
+
     def stop(self) -> None:
         """Stop pinging."""
         if self._timer is not None:

@@ -22,7 +22,7 @@ from corral.hub.heartbeat import HeartMonitor
 from corral.hub.store import MemoryStore, Record, ResultStore
 from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessage, Session
 from corral.wire.errors import EngineError, error_reply, wrap_exception
-from corral.wire.loop import Reactor
+from corral.wire.loop import Reactor, Timer
 
 __all__ = ["Hub", "ReplySender", "describe_exit"]
 
@@ -114,6 +114,7 @@ class Hub:
         self.completed: dict[str, int] = {}
         self._last_reply: tuple[RawMessage | None, str | None] = (None, None)
         self._reactor: Reactor | None = None
+        self._fast_ping: Timer | None = None
 
     def register(self, reactor: Reactor) -> None:
         """Start serving on ``reactor``."""
@@ -181,6 +182,19 @@ class Hub:
                 self.lose(record, f"stopped answering heartbeats for {now - record.last_pong:.1f} s")
             elif record.state == "registering" and now - record.registered > self.registration_timeout:
                 self.lose(record, f"did not finish registering within {self.registration_timeout:.0f} s")
+
+    def _start_fast_ping(self) -> None:
+        """Ping every 20 ms while an engine is registering: its first answer makes it live, and
+        waiting a whole heartbeat period for it would slow every cluster start."""
+        if self._fast_ping is None and self._reactor is not None:
+            self._fast_ping = self._reactor.call_every(0.02, self._fast_ping_tick)
+
+    def _fast_ping_tick(self) -> None:
+        if any(r.state == "registering" and not r.ponged for r in self.engines.by_uuid.values()):
+            self.heart.ping_now()
+        elif self._fast_ping is not None:
+            self._fast_ping.cancel()
+            self._fast_ping = None
 
     def _maybe_live(self, record: EngineRecord) -> None:
         if record.state != "registering" or not record.ready():
@@ -275,6 +289,7 @@ class Hub:
         pid = c.get("pid") if isinstance(c.get("pid"), int) else None
         record = self.engines.add(uuid, str(c.get("hostname", "")), pid, requested)
         log.info("engine %d (%s) registering from %s pid %s", record.id, uuid, record.hostname, pid)
+        self._start_fast_ping()
         self._reply(
             msg,
             "registration_reply",

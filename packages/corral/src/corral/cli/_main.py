@@ -54,7 +54,64 @@ def build_parser() -> argparse.ArgumentParser:
         "and a numpy array, sign, send, verify, run it, and check the reply.",
     )
     check.add_argument("--size-mb", type=float, default=80.0, help="size of the array sent (default: 80)")
+
+    from corral.cli._commands import add_cluster_id
+
+    demo = sub.add_parser(
+        "demo",
+        help="estimate pi on a local cluster (one engine per core)",
+        description="Start a local cluster with one engine per core, estimate pi by Monte Carlo on it while "
+        "printing progress, then stop it.",
+    )
+    demo.add_argument("-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)")
+    demo.add_argument("--batches", type=_positive_int, default=32, help="number of batches (default: %(default)s)")
+
+    start = sub.add_parser(
+        "start",
+        help="start a cluster in the background",
+        description="Start a controller and N engines in the background; return once the engines answer.",
+    )
+    start.add_argument("-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)")
+    add_cluster_id(start)
+    start.add_argument("--engines", default="local", help="engine launcher (default: %(default)s)")
+    start.add_argument("--ip", default="127.0.0.1", help="address the controller listens on (default: %(default)s)")
+    start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)")
+    start.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")
+    add_cluster_id(stop)
+    stop.add_argument("--all", action="store_true", help="stop every running cluster")
+    stop.add_argument("--timeout", type=float, default=5.0, help="seconds before SIGKILL (default: %(default)s)")
+
+    sub.add_parser("list", help="list running clusters", description="List the clusters started on this machine.")
+
+    from corral.cluster.app import add_controller_arguments
+
+    ctrl = sub.add_parser(
+        "controller",
+        help="run a controller in the foreground",
+        description="Run a corral controller (hub and schedulers) in the foreground until Ctrl-C.",
+    )
+    add_controller_arguments(ctrl)
+
+    eng = sub.add_parser(
+        "engine",
+        help="run an engine in the foreground",
+        description="Run one engine in the foreground; other options are passed to `python -m corral.engine` "
+        "(see `python -m corral.engine --help`).",
+    )
+    add_cluster_id(eng)
     return parser
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of engines")
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +123,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         For ``--help``, ``--version`` and invalid arguments (from argparse).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "engine":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from corral.cli import _commands
+
+    if args.command == "demo":
+        from corral.cli._demo import demo
+
+        return demo(args.n, batches=args.batches)
+    if args.command == "start":
+        return _commands.cmd_start(args)
+    if args.command == "stop":
+        return _commands.cmd_stop(args)
+    if args.command == "list":
+        return _commands.cmd_list(args)
+    if args.command == "engine":
+        return _commands.cmd_engine(args, extra)
+    if args.command == "controller":
+        from corral.cluster.app import run_controller
+
+        return run_controller(args)
     if args.command == "selfcheck":
         from corral.cli._selfcheck import selfcheck
 

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from corral.wire.paths import DEFAULT_CLUSTER_ID, validate_cluster_id
 
@@ -19,6 +20,12 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-id", default=DEFAULT_CLUSTER_ID, help="name of the cluster (default: %(default)s)")
     parser.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--connection-file", default=None, help="where to write the connection file")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="bind the address, ports and key of the existing --connection-file instead of new ones",
+    )
+    parser.add_argument("--port", type=int, default=None, help="bind the channels on consecutive ports from this one")
     parser.add_argument("--heartbeat-period", type=float, default=0.5, help="seconds between heartbeats (default: %(default)s)")
     parser.add_argument("--heartbeat-misses", type=int, default=4, help="missed heartbeats before an engine is declared dead")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -37,13 +44,35 @@ def run_controller(args: argparse.Namespace) -> int:
     if args.heartbeat_period <= 0 or args.heartbeat_misses < 1:
         print("corral controller: --heartbeat-period must be positive and --heartbeat-misses at least 1", file=sys.stderr)
         return 2
+    from corral.wire import ConnectionFileError, read_connection_file
+    from corral.wire.lifeline import watch_lifeline
+    from corral.wire.protocol import CHANNELS
+
+    settings: dict[str, Any] = {}
+    if args.reuse:
+        if not args.connection_file:
+            print("corral controller: --reuse needs --connection-file FILE", file=sys.stderr)
+            return 2
+        try:
+            info = read_connection_file(args.connection_file)
+        except ConnectionFileError as err:
+            print(f"corral controller: {err}", file=sys.stderr)
+            return 2
+        settings = {"ip": info["ip"], "ports": info["ports"], "key": info["key"], "signature_scheme": info["signature_scheme"]}
+    elif args.port is not None:
+        if not 0 < args.port <= 65535 - len(CHANNELS):
+            print(f"corral controller: --port must be between 1 and {65535 - len(CHANNELS)}", file=sys.stderr)
+            return 2
+        settings = {"ports": {c: args.port + i for i, c in enumerate(CHANNELS)}}
     controller = Controller(
         cluster_id=args.cluster_id,
-        ip=args.ip,
+        ip=settings.pop("ip", args.ip),
         connection_file=args.connection_file,
         heartbeat_period=args.heartbeat_period,
         heartbeat_misses=args.heartbeat_misses,
+        **settings,
     )
+    watch_lifeline()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         controller.stop()

@@ -1,0 +1,330 @@
+"""``Cluster``: start a controller and engines, connect a client, stop everything.
+
+The method names are ipyparallel's, so code ports unchanged: async ``start_controller``,
+``start_engines``, ``start_cluster``, ``connect_client``, ``start_and_connect``,
+``stop_engines``, ``stop_controller``, ``stop_cluster``, each with a ``_sync`` twin, and
+``with Cluster(n=4) as rc:`` / ``async with Cluster(n=4) as rc:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+import secrets
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from corral.cluster._sync import sync_twin
+from corral.launchers import LaunchError, Launched, find_launcher, stop_all
+from corral.wire import new_connection_info, write_connection_file
+from corral.wire.paths import cluster_record_path, connection_file_path, corral_dir, validate_cluster_id
+from corral.wire.protocol import CHANNELS
+from corral.wire.testing import free_ports
+
+if TYPE_CHECKING:
+    from corral.client import Client
+
+__all__ = ["Cluster"]
+
+log = logging.getLogger(__name__)
+
+_live: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for cluster in list(_live):
+        if cluster.shutdown_atexit:
+            cluster._stop_now()
+
+
+class Cluster:
+    """A controller and ``n`` engines, started and stopped from Python.
+
+    Parameters
+    ----------
+    n
+        Number of engines; one per CPU core by default.
+    cluster_id
+        Names the connection file; a random id by default.
+    engines
+        Launcher for the engines, by entry-point name (``"local"``).
+    ip
+        Address the controller binds (loopback by default).
+    log_level
+        Log level of the controller and engines (their logs are in ``~/.corral/logs/<id>/``).
+    engine_timeout
+        Seconds :meth:`start_and_connect` waits for the engines.
+    shutdown_atexit
+        Stop the cluster when this Python process exits, and let its processes stop by
+        themselves if this process dies without stopping them (on by default; ``corral start``
+        turns it off for clusters that outlive the command).
+
+    Examples
+    --------
+    >>> from corral.cluster import Cluster
+    >>> with Cluster(n=2) as rc:  # doctest: +SKIP
+    ...     print(rc[:].apply_sync(lambda: 1))
+    [1, 1]
+    """
+
+    def __init__(
+        self,
+        n: int | None = None,
+        *,
+        cluster_id: str | None = None,
+        engines: str = "local",
+        ip: str = "127.0.0.1",
+        log_level: str = "WARNING",
+        engine_timeout: float = 60.0,
+        shutdown_atexit: bool = True,
+    ) -> None:
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+            raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
+        self.n = n if n is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        self.cluster_id = validate_cluster_id(cluster_id) if cluster_id else f"cluster-{secrets.token_hex(4)}"
+        self.ip = ip
+        self.log_level = log_level
+        self.engine_timeout = engine_timeout
+        self.shutdown_atexit = shutdown_atexit
+        self.connection_file = connection_file_path(self.cluster_id)
+        self.log_dir = corral_dir() / "logs" / self.cluster_id
+        launcher_class = find_launcher(engines)
+        self.engine_launcher = launcher_class(self.log_dir, lifeline=shutdown_atexit)
+        self.controller_launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
+        self.controller: Launched | None = None
+        self.engines: list[Launched] = []
+        self._clients: list[Client] = []
+        self._client: Client | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.controller is not None and self.controller.alive() else "stopped"
+        return f"<Cluster {self.cluster_id!r} n={self.n} {state}>"
+
+    # -- starting -----------------------------------------------------------------------------
+
+    async def start_controller(self) -> None:
+        """Start the controller (returns once it is started, not necessarily listening).
+
+        The connection file is written first, on free ports, so engines can start at the same
+        time as the controller; ZeroMQ connects them as soon as it binds.
+
+        Raises
+        ------
+        RuntimeError
+            If this cluster's controller is already running.
+        OSError
+            If the connection file cannot be written or the process cannot start.
+        """
+        if self.controller is not None and self.controller.alive():
+            raise RuntimeError(f"the controller of cluster {self.cluster_id!r} is already running")
+        info = new_connection_info(dict(zip(CHANNELS, free_ports(len(CHANNELS)))), cluster_id=self.cluster_id, ip=self.ip)
+        write_connection_file(self.connection_file, info)
+        args = [
+            "corral.cluster",
+            "--cluster-id", self.cluster_id,
+            "--connection-file", str(self.connection_file),
+            "--reuse",
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        self.controller = self.controller_launcher.spawn(args, "controller.log")
+        _live.add(self)
+        self._write_record()
+
+    async def start_engines(self, n: int | None = None) -> None:
+        """Start ``n`` more engines (``self.n`` by default); returns once they are started.
+
+        Raises
+        ------
+        RuntimeError
+            If the controller has not been started.
+        """
+        if self.controller is None:
+            raise RuntimeError("start the controller first (start_cluster() starts both)")
+        count = self.n if n is None else n
+        first = len(self.engines)
+        for i in range(first, first + count):
+            args = ["corral.engine", "--connection-file", str(self.connection_file), "--log-level", self.log_level]
+            self.engines.append(self.engine_launcher.spawn(args, f"engine-{i}.log"))
+        self._write_record()
+
+    async def start_cluster(self, n: int | None = None) -> None:
+        """Start the controller and ``n`` engines; return once the controller listens.
+
+        Raises
+        ------
+        LaunchError
+            If the controller dies while starting; the message has its command and output.
+        """
+        await self.start_controller()
+        await self.start_engines(n)
+        await self._wait_controller()
+
+    async def _wait_controller(self, timeout: float = 30.0) -> None:
+        assert self.controller is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.controller.alive():
+                raise self.controller.failure(f"the controller of cluster {self.cluster_id!r}")
+            if "corral controller ready" in _read_log(self.controller.log):
+                return
+            if time.monotonic() > deadline:
+                raise LaunchError(f"the controller did not get ready within {timeout:.0f} s; log: {self.controller.log}")
+            await asyncio.sleep(0.01)
+
+    async def connect_client(self, **kwargs: Any) -> Client:
+        """Return a new :class:`~corral.client.Client` connected to this cluster.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the controller does not answer within the client's timeout.
+        """
+        from corral.client import Client
+
+        client = await asyncio.get_running_loop().run_in_executor(None, lambda: Client(self.connection_file, **kwargs))
+        self._clients.append(client)
+        return client
+
+    async def wait_for_engines(self, n: int | None = None, timeout: float | None = None) -> None:
+        """Wait until ``n`` engines (all started ones by default) are registered.
+
+        Raises
+        ------
+        LaunchError
+            If an engine process dies before registering (its log tail is in the message),
+            or they do not all register within ``timeout`` (default ``engine_timeout``).
+        """
+        count = len(self.engines) if n is None else n
+        client = self._client or await self.connect_client()
+        self._client = client
+        deadline = time.monotonic() + (self.engine_timeout if timeout is None else timeout)
+        while len(client.ids) < count:
+            for eng in self.engines:
+                if not eng.alive():
+                    raise eng.failure(f"an engine of cluster {self.cluster_id!r}")
+            if self.controller is not None and not self.controller.alive():
+                raise self.controller.failure(f"the controller of cluster {self.cluster_id!r}")
+            if time.monotonic() > deadline:
+                raise LaunchError(
+                    f"only {len(client.ids)} of {count} engines registered within "
+                    f"{self.engine_timeout:.0f} s; engine logs are in {self.log_dir}"
+                )
+            await asyncio.sleep(0.01)
+
+    async def start_and_connect(self, n: int | None = None, activate: bool = False) -> Client:
+        """Start the cluster, wait for its engines, and return a connected client.
+
+        Raises
+        ------
+        LaunchError
+            If the controller or an engine fails to start (the cluster is stopped again).
+        """
+        try:
+            await self.start_cluster(n)
+            client = await self.connect_client()
+            self._client = client
+            await self.wait_for_engines(len(self.engines))
+        except BaseException:
+            await self.stop_cluster()
+            raise
+        if activate:
+            client[:].activate()  # type: ignore[attr-defined]
+        return client
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def stop_engines(self) -> None:
+        """Stop every engine this cluster started."""
+        engines, self.engines = self.engines, []
+        await asyncio.get_running_loop().run_in_executor(None, stop_all, engines)
+        self._write_record()
+
+    async def stop_controller(self) -> None:
+        """Stop the controller and remove the connection file."""
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            await asyncio.get_running_loop().run_in_executor(None, stop_all, [controller])
+        self._cleanup_files()
+
+    async def stop_cluster(self) -> None:
+        """Close this cluster's clients, stop the engines and the controller."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        self._client = None
+        await self.stop_engines()
+        await self.stop_controller()
+        self.engine_launcher.close()
+        self.controller_launcher.close()
+        _live.discard(self)
+
+    def _stop_now(self) -> None:
+        for client in self._clients:
+            try:
+                client.close()
+            except Exception:  # already closed or half-closed at exit
+                pass
+        procs = [*self.engines, *([self.controller] if self.controller else [])]
+        self.engines, self.controller = [], None
+        stop_all(procs)
+        self._cleanup_files()
+
+    def _cleanup_files(self) -> None:
+        for path in (self.connection_file, cluster_record_path(self.cluster_id)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _write_record(self) -> None:
+        record = {
+            "cluster_id": self.cluster_id,
+            "connection_file": str(self.connection_file),
+            "controller": self.controller.to_record() if self.controller else None,
+            "engines": [e.to_record() for e in self.engines],
+            "created": time.time(),
+            "log_dir": str(self.log_dir),
+        }
+        path = cluster_record_path(self.cluster_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, path)
+
+    # -- sync twins and context managers ------------------------------------------------------
+
+    start_controller_sync = sync_twin(start_controller)
+    start_engines_sync = sync_twin(start_engines)
+    start_cluster_sync = sync_twin(start_cluster)
+    connect_client_sync = sync_twin(connect_client)
+    wait_for_engines_sync = sync_twin(wait_for_engines)
+    start_and_connect_sync = sync_twin(start_and_connect)
+    stop_engines_sync = sync_twin(stop_engines)
+    stop_controller_sync = sync_twin(stop_controller)
+    stop_cluster_sync = sync_twin(stop_cluster)
+
+    def __enter__(self) -> Client:
+        return self.start_and_connect_sync()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop_cluster_sync()
+
+    async def __aenter__(self) -> Client:
+        return await self.start_and_connect()
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop_cluster()
+
+
+def _read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
