@@ -56,7 +56,7 @@ def test_group_or_world_readable_file_is_refused(tmp_path: Path) -> None:
     target = write_connection_file(tmp_path / "c.json", info())
     for mode in (0o640, 0o604, 0o644):
         os.chmod(target, mode)
-        with pytest.raises(ConnectionFileError, match=r"readable by group or others.*chmod 600"):
+        with pytest.raises(ConnectionFileError, match=r"accessible to group or others.*chmod 600"):
             read_connection_file(target)
     os.chmod(target, 0o600)
     read_connection_file(target)

@@ -170,3 +170,20 @@ def test_dill_missing_gives_a_clear_error() -> None:
             Serializer(use_dill=True)
     else:
         pytest.skip("dill is installed in this environment (the `wire` tox env runs this without it)")
+
+
+def test_memoryview_formats_that_cannot_be_rebuilt_are_refused_when_sent() -> None:
+    np = pytest.importorskip("numpy")
+    with pytest.raises(SerializationError, match="cannot be rebuilt"):
+        Serializer().dumps(memoryview(np.arange(4, dtype=">i4")))
+
+
+def test_large_bytearray_is_sent_out_of_band() -> None:
+    data = bytearray(b"z" * 200_000)
+    frames = Serializer().dumps(data)
+    assert len(frames) == 2
+    data[0] = ord("Q")  # the frame is the bytearray's own memory, not a copy
+    assert bytes(memoryview(frames[1])[:1]) == b"Q"
+    back = round_trip(data)
+    assert back == data
+    assert type(back) is bytearray

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from corral.wire import DELIM, InsecureSessionWarning, MessageRejected, ProtocolVersionError, Session
-from corral.wire.testing import session_pair
+from corral.wire.testing import session_pair, socket_pair
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -255,3 +255,29 @@ def test_header_is_json_with_the_protocol_version() -> None:
     assert frames[0] == DELIM
     header = json.loads(bytes(frames[2]))
     assert header["version"] == "1.0"
+
+
+def test_nan_and_arrays_in_json_parts_get_clear_errors() -> None:
+    a, _ = session_pair()
+    with pytest.raises(TypeError, match="not JSON compliant.*strings, or in a buffer"):
+        a.serialize(a.msg("x", {"v": float("nan")}))
+    np = pytest.importorskip("numpy")
+    with pytest.raises(TypeError, match="send it as a buffer"):
+        a.serialize(a.msg("x", {"v": np.arange(3)}))
+    assert b'"v":3' in a.serialize(a.msg("x", {"v": np.int64(3)}))[5]
+
+
+def test_empty_key_session_reports_scheme_none_and_track_without_buffers() -> None:
+    with pytest.warns(InsecureSessionWarning):
+        s = Session(b"")
+    assert s.scheme == "none"
+    with socket_pair() as (dealer, router):
+        _, tracker = s.send(dealer, "x", {}, track=True)
+        assert tracker is not None and tracker.done
+
+
+def test_hostile_error_content_unwraps_without_crashing() -> None:
+    from corral.wire import unwrap_exception
+
+    err = unwrap_exception({"ename": "E", "evalue": "v", "engine_info": ["not", "a", "dict"], "traceback": [1, 2]})
+    assert err.engine_info == {} and err.traceback == "12"

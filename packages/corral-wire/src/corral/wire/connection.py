@@ -52,7 +52,8 @@ class ConnectionInfo(TypedDict):
     cluster_id: str
     #: "tcp" (default) or "ipc"
     transport: Literal["tcp", "ipc"]
-    #: address the controller listens on; 127.0.0.1 unless told otherwise
+    #: address the controller listens on (127.0.0.1 unless told otherwise); for "ipc", the
+    #: path prefix of the socket files (channel URLs are ``ipc://<ip>-<port>``)
     ip: str
     #: port of each channel, by channel name (see corral.wire.protocol.CHANNELS)
     ports: dict[str, int]
@@ -114,9 +115,11 @@ def channel_url(info: ConnectionInfo, channel: str) -> str:
             "it is older or newer than this side"
         ) from None
     ip = info["ip"]
+    if info["transport"] == "ipc":  # "ip" is a path prefix: one socket file per channel
+        return f"ipc://{ip}-{port}"
     if ":" in ip:  # IPv6 literal
         ip = f"[{ip}]"
-    return f"{info['transport']}://{ip}:{port}"
+    return f"tcp://{ip}:{port}"
 
 
 def _fail(source: str, problem: str, fix: str) -> ConnectionFileError:
@@ -251,7 +254,7 @@ def read_connection_file(path: str | os.PathLike[str], *, check_permissions: boo
         raise ConnectionFileError(f"{target} is not a regular file; pass the connection file's path")
     if check_permissions and st.st_mode & 0o077:
         raise ConnectionFileError(
-            f"connection file {target} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"connection file {target} is accessible to group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"its key lets anyone run code on the cluster. Run `chmod 600 {target}` and, if others "
             "may have read it, restart the controller for a new key."
         )

@@ -346,10 +346,14 @@ def unwrap_exception(content: dict[str, Any]) -> RemoteError:
     ename = str(content.get("ename", "UnknownError"))
     cls = _REMOTE_CLASSES.get(ename, RemoteError)
     tb = content.get("traceback", "")
-    if not isinstance(tb, (str, list, tuple)):
+    if isinstance(tb, (list, tuple)):
+        tb = "".join(str(line) for line in tb)
+    elif not isinstance(tb, str):
         tb = str(tb)
-    info = content.get("engine_info") or {}
-    return cls(ename, str(content.get("evalue", "")), tb, dict(info))  # type: ignore[arg-type]
+    info = content.get("engine_info")
+    # the content comes from another process: never let its shape turn into a crash here
+    safe_info = {str(k): v for k, v in info.items()} if isinstance(info, dict) else {}
+    return cls(ename, str(content.get("evalue", "")), tb, safe_info)  # type: ignore[arg-type]
 
 
 def error_reply(

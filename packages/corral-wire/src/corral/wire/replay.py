@@ -6,7 +6,12 @@ the sender increments per message, and the sender's clock. A receiver accepts ea
 :data:`WINDOW` counters below it (the anti-replay window of IPsec, RFC 4303 section 3.4.3), so
 memory per sender is constant. Messages older than the window, or stamped further than
 ``max_age`` seconds from the receiver's clock, are refused; the least recently heard sender is
-forgotten when more than ``max_senders`` are tracked, and the age bound covers that case.
+forgotten when more than ``max_senders`` are tracked.
+
+What this does not stop: a message from a sender the guard no longer remembers (forgotten
+after ``max_senders`` others, or from before the receiver restarted) is accepted again if it
+is replayed within ``max_age``; with ``max_age=0`` such replays have no time bound at all.
+Per-hop re-signing (below) keeps the number of senders a receiver hears from small.
 
 Senders hand their messages to one peer over one FIFO connection, so counters arrive in order
 except where one sender's messages meet at a receiver through several sockets; the window
@@ -59,7 +64,7 @@ class ReplayGuard:
             ``replayed`` if this counter was accepted before or fell behind the window,
             ``stale`` if ``stamp`` is outside ``max_age``.
         """
-        if self.max_age and abs(time.time() - stamp) > self.max_age:
+        if self.max_age and not abs(time.time() - stamp) <= self.max_age:  # also refuses NaN
             raise MessageRejected(
                 "stale",
                 f"sender clock {stamp:.0f} is more than {self.max_age:.0f}s from ours; "

@@ -2,8 +2,9 @@
 
 An object becomes one pickle frame plus one frame per large buffer it holds (numpy arrays,
 bytes, bytearrays, memoryviews, anything exporting the buffer protocol through pickle 5).
-Sending those frames with ``copy=False`` copies nothing; on receipt the buffers are read-only
-views of the received frames, so a received array's memory *is* the frame's memory. Buffers
+Sending those frames with ``copy=False`` copies nothing; on receipt numpy arrays and
+memoryviews are read-only views of the received frames, so a received array's memory *is*
+the frame's memory. ``bytes`` and ``bytearray`` own their memory, so they arrive as a copy. Buffers
 smaller than ``inline_threshold`` go inside the pickle, where copying them is cheaper than a
 frame of their own.
 
@@ -41,15 +42,21 @@ SERIALIZERS: Final = ("pickle", "dill")
 
 
 class _OOBBytes:
-    """Carry a large ``bytes`` object out of band (pickle sends exact bytes in-band)."""
+    """Carry a large ``bytes`` or ``bytearray`` out of band (pickle sends them in-band, and
+    its C fast path never asks ``reducer_override`` about them)."""
 
     __slots__ = ("data",)
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | bytearray) -> None:
         self.data = data
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return (bytes, (pickle.PickleBuffer(self.data),))
+        # received as a copy: bytes and bytearray own their memory
+        return (type(self.data), (pickle.PickleBuffer(self.data),))
+
+
+# formats memoryview.cast accepts (native, single character)
+_CASTABLE = frozenset("bBhHiIlLqQnNfd?cPe")
 
 
 def _rebuild_memoryview(buf: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
@@ -91,9 +98,16 @@ def _reduce_special(obj: Any, threshold: int) -> Any:
         reduced = reduce_function(obj)
         return NotImplemented if reduced is None else reduced
     if kind is memoryview:
+        if obj.format not in _CASTABLE and not (obj.format == "B" and obj.ndim == 1):
+            raise SerializationError(
+                f"a memoryview of format {obj.format!r} cannot be rebuilt on the receiving side "
+                "(memoryview.cast takes native single-character formats only); send a numpy array "
+                "or .cast('B') it first"
+            )
         if obj.nbytes >= threshold and obj.c_contiguous:
             return (_rebuild_memoryview, (pickle.PickleBuffer(obj), obj.format, obj.shape))
         return (_rebuild_memoryview, (obj.tobytes(), obj.format, obj.shape))
+
     if kind is types.ModuleType:
         return (importlib.import_module, (obj.__name__,))
     return NotImplemented
@@ -103,10 +117,10 @@ def _wrap_large_bytes(obj: Any, threshold: int) -> Any:
     """Mark large bytes at the top level and one container down for out-of-band sending."""
 
     def one(x: Any) -> Any:
-        return _OOBBytes(x) if type(x) is bytes and len(x) >= threshold else x
+        return _OOBBytes(x) if type(x) in (bytes, bytearray) and len(x) >= threshold else x
 
     kind = type(obj)
-    if kind is bytes:
+    if kind is bytes or kind is bytearray:
         return one(obj)
     if kind is tuple:
         return tuple(one(x) for x in obj)
@@ -302,8 +316,10 @@ def pack_apply_message(
         raise TypeError(f"apply needs a callable, not {type(f).__name__}")
     ser = serializer or get_serializer("pickle")
     big = ser.inline_threshold
-    packed_args = tuple(_OOBBytes(a) if type(a) is bytes and len(a) >= big else a for a in args)
-    packed_kwargs = {k: _OOBBytes(v) if type(v) is bytes and len(v) >= big else v for k, v in (kwargs or {}).items()}
+    packed_args = tuple(_OOBBytes(a) if type(a) in (bytes, bytearray) and len(a) >= big else a for a in args)
+    packed_kwargs = {
+        k: _OOBBytes(v) if type(v) in (bytes, bytearray) and len(v) >= big else v for k, v in (kwargs or {}).items()
+    }
     return ser.dumps((f, packed_args, packed_kwargs))
 
 

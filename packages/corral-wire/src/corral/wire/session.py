@@ -67,6 +67,8 @@ def _json_default(obj: object) -> object:
         return obj.isoformat()
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=repr)
+    if getattr(obj, "ndim", 0):  # arrays belong in buffers, and __index__ below would misreport them
+        raise TypeError(f"{type(obj).__name__} cannot go in a JSON message frame; send it as a buffer")
     if hasattr(obj, "__index__"):
         return obj.__index__()  # numpy integers
     if hasattr(obj, "__float__"):
@@ -82,7 +84,8 @@ def _make_dumps() -> Callable[[Mapping[str, Any]], bytes]:
     does, so circular references are still caught and threads do not share state). Where
     the C encoder is missing or does not behave as expected, the encoder itself is used.
     """
-    encoder = json.JSONEncoder(separators=(",", ":"), default=lambda o: _json_default(o))
+    # allow_nan=False: NaN and Infinity are not JSON, and peers in other languages refuse them
+    encoder = json.JSONEncoder(separators=(",", ":"), default=lambda o: _json_default(o), allow_nan=False)
 
     def slow(obj: Mapping[str, Any]) -> bytes:
         return encoder.encode(obj).encode()
@@ -90,7 +93,7 @@ def _make_dumps() -> Callable[[Mapping[str, Any]], bytes]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return slow
-    options = (encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    options = (encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
 
     def fast(obj: Mapping[str, Any]) -> bytes:
         return "".join(make({}, *options)(obj, 0)).encode()
@@ -239,7 +242,8 @@ class Session:
             raise ValueError(f"key must be bytes or a hex str, not {type(key).__name__}")
         self.key = bytes(key)
         self.signer: Signer = make_signer(scheme, self.key)
-        self.scheme = scheme
+        #: the scheme in force: ``"none"`` for an empty key, whatever was asked
+        self.scheme = self.signer.scheme
         if not self.key:
             warnings.warn(
                 "corral Session with an empty key: messages are not signed, so anyone who can "
@@ -344,9 +348,13 @@ class Session:
         Raises
         ------
         TypeError
-            If header, parent, metadata or content hold something JSON cannot encode.
+            If header, parent, metadata or content hold something JSON cannot encode
+            (including NaN and Infinity, which are not JSON).
         """
-        small = [_dumps(msg.header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
+        try:
+            small = [_dumps(msg.header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
+        except ValueError as err:  # NaN or Infinity, refused by allow_nan=False
+            raise TypeError(f"{err}: send such numbers as strings, or in a buffer") from None
         bufs = list(buffers) if buffers else list(msg.buffers)
         digests = b"".join([self.signer.digest(b) for b in bufs]) if self._signed else b""
         return [*idents, DELIM, self._envelope(small, digests, len(bufs)), *small, *bufs]
@@ -370,6 +378,7 @@ class Session:
         Returns
         -------
         (Message, MessageTracker or None)
+            The tracker when ``track=True`` (already done if there were no buffers).
 
         Raises
         ------
@@ -381,7 +390,7 @@ class Session:
         msg = self.msg(msg_or_type, content, parent, metadata) if isinstance(msg_or_type, str) else msg_or_type
         idents: Sequence[bytes] = [] if ident is None else ([ident] if isinstance(ident, bytes) else ident)
         frames = self.serialize(msg, buffers or (), idents)
-        tracker = None
+        tracker = zmq.MessageTracker() if track else None  # no buffers: nothing to wait for
         if track and (buffers or msg.buffers):
             nsmall = len(idents) + 6
             tracked = [zmq.Frame(b, track=True, copy=False) for b in frames[nsmall:]]
