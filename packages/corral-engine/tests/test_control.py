@@ -45,10 +45,14 @@ def test_abort_everything_queued(controller: Any, engine: Engine) -> None:
     blocker = controller.execute("import time\ntime.sleep(0.5)")
     wait_running(controller, blocker)
     queued = [controller.execute(f"{i}") for i in range(3)]
-    # mux and control are separate connections: make sure the three reached the engine's queue
+    # mux and control are separate connections: make sure the three reached the engine (taking
+    # them in as the abort itself does) before the abort is sent
     deadline = time.monotonic() + 15
     while len(engine._inbox) < 3:
         assert time.monotonic() < deadline, "requests did not reach the engine"
+        with engine._shell.borrow() as got:
+            assert got
+            engine._shell.drain(engine._inbox)
         time.sleep(0.005)
     assert control(controller, "abort_request", {"msg_ids": None}).content["status"] == "ok"
     after = controller.execute("'after'")
@@ -56,6 +60,26 @@ def test_abort_everything_queued(controller: Any, engine: Engine) -> None:
     assert [controller.reply(m).content["status"] for m in queued] == ["aborted"] * 3
     # a request sent after the abort is not aborted
     assert controller.reply(after).content["status"] == "ok"
+
+
+def test_abort_everything_takes_in_requests_still_in_the_sockets(controller: Any, engine: Engine) -> None:
+    blocker = controller.execute("import time\ntime.sleep(0.6)")
+    wait_running(controller, blocker)  # the execution thread is in user code: nobody reads the sockets
+    queued = [controller.execute(f"{i}") for i in range(3)]
+    sock = engine._shell.sockets["mux"]
+    deadline = time.monotonic() + 15
+    while True:  # the first has arrived (the others follow it on the same connection)
+        assert time.monotonic() < deadline, "requests did not reach the engine"
+        with engine._shell.borrow() as got:
+            assert got
+            if sock.poll(0):
+                break
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert len(engine._inbox) == 0
+    assert control(controller, "abort_request", {"msg_ids": None}).content["status"] == "ok"
+    assert controller.reply(blocker).content["status"] == "ok"
+    assert [controller.reply(m).content["status"] for m in queued] == ["aborted"] * 3
 
 
 def test_abort_before_arrival(controller: Any, engine: Engine) -> None:

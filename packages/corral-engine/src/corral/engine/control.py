@@ -17,6 +17,7 @@ from typing import Any
 
 from corral.engine.inbox import Inbox
 from corral.engine.namespace import clear_namespace
+from corral.engine.shell import Shell
 from corral.engine.signals import parse_signal
 from corral.wire import Message, wrap_exception
 from corral.wire.errors import EngineInfo
@@ -52,6 +53,8 @@ class Control:
     ----------
     inbox
         The request queue (for aborts).
+    shell
+        The request sockets: an abort of everything first takes in what has arrived.
     namespace
         The user namespace (for clear).
     request_stop
@@ -68,12 +71,14 @@ class Control:
         self,
         *,
         inbox: Inbox,
+        shell: Shell,
         namespace: dict[str, Any],
         request_stop: Callable[[str], None],
         signals_allowed: bool,
         engine_info: dict[str, Any],
     ) -> None:
         self.inbox = inbox
+        self.shell = shell
         self.namespace = namespace
         self.request_stop = request_stop
         self.signals_allowed = signals_allowed
@@ -105,6 +110,14 @@ class Control:
                 msg_ids = [msg_ids]
             if msg_ids is not None and not (isinstance(msg_ids, list) and all(isinstance(m, str) for m in msg_ids)):
                 raise TypeError(f"abort_request needs msg_ids as a list of str or null, not {msg_ids!r}")
+            if msg_ids is None:
+                # "every queued request": every one that has reached the engine, including those
+                # still in the sockets while user code runs
+                with self.shell.borrow() as got:
+                    if got:
+                        self.shell.drain(self.inbox)
+                    else:
+                        log.warning("abort: could not take in newly arrived requests; aborting those queued")
             marked = self.inbox.abort(msg_ids)
             log.info("abort: %d queued request(s) marked (%s)", marked, "all" if msg_ids is None else len(msg_ids))
             return None

@@ -1,13 +1,12 @@
-"""The IO thread: the engine's sockets to the controller, and its control handling.
+"""The IO thread (the control thread): control requests, and watching the controller.
 
-One thread owns every DEALER the engine holds towards the controller: ``mux_engine``,
-``task_engine`` and ``broadcast_engine`` (requests, queued for the execution thread in arrival
-order), ``control_engine`` (handled here at once, bypassing the queue), and a SUB on
-``heartbeat_ping`` that lets the engine notice a controller that went away. Replies made by the
-execution thread come back here to be sent (:meth:`Dispatcher.send`), because ZeroMQ sockets
-must not be shared between threads.
+This thread owns the engine's ``control_engine`` DEALER (identity: the engine uuid; it sends
+``engine_hello`` when connected) and handles control requests as soon as they arrive, whatever
+the execution thread is doing: they bypass the request queue. It also owns a SUB on
+``heartbeat_ping``, which lets the engine notice a controller that went away: after
+``controller_timeout`` seconds without a ping it calls ``on_controller_lost``.
 
-Each DEALER's identity is the engine uuid, and each sends one ``engine_hello`` when connected.
+The request sockets belong to the execution thread (:mod:`corral.engine.shell`).
 """
 
 from __future__ import annotations
@@ -21,25 +20,21 @@ from typing import Any, Final
 import zmq
 
 from corral.engine.control import Control
-from corral.engine.inbox import Inbox
 from corral.engine.signals import block_in_this_thread
 from corral.wire import ConnectionInfo, MessageRejected, Session, channel_url, harden
 from corral.wire.gate import admit
 from corral.wire.loop import Reactor
 
-__all__ = ["REQUEST_CHANNELS", "Dispatcher"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
-#: Channels that carry requests to run, by the name replies are routed under.
-REQUEST_CHANNELS: Final = ("mux", "task", "broadcast")
-_REQUIRED: Final = frozenset({"mux"})
-# linger of the DEALERs at close: time for a last reply (e.g. to shutdown_request) to leave
+# linger of the control DEALER at close: time for a last reply (e.g. to shutdown_request) to leave
 _CLOSE_LINGER_MS: Final = 1000
 
 
 class Dispatcher:
-    """Own the engine's controller-facing sockets in a thread.
+    """Handle control requests and watch the controller's heartbeats, in a thread.
 
     Parameters
     ----------
@@ -50,9 +45,7 @@ class Dispatcher:
     info
         The connection info (addresses).
     uuid
-        The engine uuid: the DEALERs' identity.
-    inbox
-        Where received requests are queued.
+        The engine uuid: the control DEALER's identity.
     control
         Handles control requests.
     controller_timeout
@@ -68,7 +61,6 @@ class Dispatcher:
         context: zmq.Context[Any],
         info: ConnectionInfo,
         uuid: str,
-        inbox: Inbox,
         control: Control,
         controller_timeout: float,
         on_controller_lost: Callable[[str], None],
@@ -77,7 +69,6 @@ class Dispatcher:
         self.context = context
         self.info = info
         self.uuid = uuid
-        self.inbox = inbox
         self.control = control
         self.controller_timeout = controller_timeout
         self.on_controller_lost = on_controller_lost
@@ -93,7 +84,7 @@ class Dispatcher:
     # -- from other threads ----------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
-        """Connect the sockets, send the hellos, and start serving them in a thread.
+        """Connect the sockets, send the hello, and start serving them in a thread.
 
         Raises
         ------
@@ -106,19 +97,10 @@ class Dispatcher:
         if self._error is not None:
             raise RuntimeError(f"the engine's IO thread could not start: {self._error}") from self._error
 
-    def send(self, channel: str, frames: list[Any]) -> None:
-        """Send signed ``frames`` on ``channel``'s socket (from any thread); dropped once stopped."""
-        reactor = self._reactor
-        if reactor is None or self._stopped:
-            log.debug("engine stopped; a reply on %s is dropped", channel)
-            return
-        reactor.call_soon_threadsafe(self._send_now, channel, frames)
-
     def stop(self, timeout: float = 10.0) -> None:
-        """Send what was handed over so far, close the sockets and end the thread."""
+        """Close the sockets and end the thread."""
         reactor = self._reactor
         if reactor is not None and not self._stopped:
-            # queued after every send handed over before: those go out first
             reactor.call_soon_threadsafe(reactor.stop)
         self._stopped = True
         if self._thread.is_alive():
@@ -157,37 +139,21 @@ class Dispatcher:
             self._close(reactor)
 
     def _socket(self, kind: int, channel: str) -> zmq.Socket[Any]:
-        # the engine only connects out, to the controller's gate (admit: the key-derived token),
-        # so no stranger can reach these sockets; no frame-size limit (pushing large arrays is
-        # legitimate)
-        sock = admit(harden(self.context.socket(kind), max_frame_size=None), self.session.key)
+        # the engine only connects out, to the controller's gate (admit: the key-derived token)
+        sock = admit(harden(self.context.socket(kind)), self.session.key)
         self._sockets[channel] = sock
         return sock
 
     def _setup(self, reactor: Reactor) -> None:
-        identity = self.uuid.encode("ascii")
-        ports = self.info["ports"]
-        for channel in REQUEST_CHANNELS:
-            name = f"{channel}_engine"
-            if name not in ports and channel not in _REQUIRED:
-                log.debug("the connection file has no %s channel; not serving it", name)
-                continue
-            url = channel_url(self.info, name)
-            sock = self._socket(zmq.DEALER, channel)
-            sock.setsockopt(zmq.IDENTITY, identity)
-            sock.connect(url)
-            reactor.add_socket(sock, self._make_request_handler(channel))
         control = self._socket(zmq.DEALER, "control")
-        control.setsockopt(zmq.IDENTITY, identity)
+        control.setsockopt(zmq.IDENTITY, self.uuid.encode("ascii"))
         control.connect(channel_url(self.info, "control_engine"))
         reactor.add_socket(control, self._on_control)
         pings = self._socket(zmq.SUB, "heartbeat")
         pings.setsockopt(zmq.SUBSCRIBE, b"")
         pings.connect(channel_url(self.info, "heartbeat_ping"))
         reactor.add_socket(pings, self._on_ping)
-        for channel, sock in self._sockets.items():
-            if channel != "heartbeat":
-                self.session.send(sock, "engine_hello", {"uuid": self.uuid})
+        self.session.send(control, "engine_hello", {"uuid": self.uuid})
         self._last_ping = time.monotonic()
         reactor.call_every(min(1.0, max(self.controller_timeout / 4, 0.05)), self._check_controller)
 
@@ -200,22 +166,6 @@ class Dispatcher:
 
     # -- handlers (in the thread) ------------------------------------------------------------
 
-    def _make_request_handler(self, channel: str) -> Callable[[zmq.Socket[Any]], None]:
-        session = self.session
-        inbox = self.inbox
-
-        def on_request(sock: zmq.Socket[Any]) -> None:
-            while True:
-                try:
-                    msg = session.recv(sock, zmq.NOBLOCK, channel=channel)
-                except zmq.Again:
-                    return
-                except MessageRejected:
-                    continue  # counted and logged by the session; never executed
-                inbox.put(channel, msg)
-
-        return on_request
-
     def _on_control(self, sock: zmq.Socket[Any]) -> None:
         while True:
             try:
@@ -223,7 +173,7 @@ class Dispatcher:
             except zmq.Again:
                 return
             except MessageRejected:
-                continue
+                continue  # counted and logged by the session; never acted on
             reply = self.control.handle(msg)
             meta = {**self.control.engine_info, "status": reply.content.get("status")}
             try:
@@ -247,15 +197,8 @@ class Dispatcher:
             return
         self._lost = True
         url = channel_url(self.info, "heartbeat_ping")
-        reason = f"no heartbeat from the controller at {url} for {silent:.1f} s (controller_timeout={self.controller_timeout:g} s)"
+        reason = (
+            f"no heartbeat from the controller at {url} for {silent:.1f} s "
+            f"(controller_timeout={self.controller_timeout:g} s)"
+        )
         self.on_controller_lost(reason)
-
-    def _send_now(self, channel: str, frames: list[Any]) -> None:
-        sock = self._sockets.get(channel)
-        if sock is None:
-            log.warning("no socket for channel %s; a reply is dropped", channel)
-            return
-        try:
-            sock.send_multipart(frames, copy=False)
-        except zmq.ZMQError as err:
-            log.warning("could not send a reply on %s: %s", channel, err)

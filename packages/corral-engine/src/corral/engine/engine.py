@@ -2,9 +2,10 @@
 
 An engine is a handful of threads around one namespace:
 
-- the **execution thread** runs requests one at a time (:mod:`corral.engine.executor`): the
-  thread that calls :meth:`Engine.run`, or a thread of its own after :meth:`Engine.start`;
-- the **IO thread** owns the sockets to the controller and handles control requests
+- the **execution thread** receives requests and runs them one at a time, and sends their
+  replies (:mod:`corral.engine.executor`, :mod:`corral.engine.shell`): the thread that calls
+  :meth:`Engine.run`, or a thread of its own after :meth:`Engine.start`;
+- the **IO thread** handles control requests and watches the controller's heartbeats
   (:mod:`corral.engine.dispatcher`);
 - the **IOPub thread** publishes output (:mod:`corral.engine.iopub`);
 - the **heart** echoes heartbeat pings in C (:mod:`corral.engine.heart`).
@@ -35,6 +36,7 @@ from corral.engine.inbox import Inbox
 from corral.engine.iopub import IOPub
 from corral.engine.namespace import new_namespace
 from corral.engine.registration import register
+from corral.engine.shell import Shell
 from corral.engine.signals import SignalHandlers, UserCodeGuard
 from corral.wire import ConnectionInfo, Session, channel_url, read_connection_file
 from corral.wire.connection import validate_connection_info
@@ -159,6 +161,7 @@ class Engine:
         self._iopub: IOPub | None = None
         self._dispatcher: Dispatcher | None = None
         self._heart: Heart | None = None
+        self._shell: Shell | None = None
 
     # -- properties ------------------------------------------------------------------------
 
@@ -387,8 +390,10 @@ class Engine:
         engine_info = {"engine_id": reg.id, "engine_uuid": self._uuid}
         self._iopub = IOPub(self._session, channel_url(self._info, "iopub_engine"), context, engine_info)
         self._iopub.start()
+        self._shell = Shell(self._session, context, self._info, self._uuid)
         control = Control(
             inbox=self._inbox,
+            shell=self._shell,
             namespace=self._namespace,
             request_stop=self._request_stop,
             signals_allowed=self._signals_active,
@@ -399,7 +404,6 @@ class Engine:
             context=context,
             info=self._info,
             uuid=self._uuid,
-            inbox=self._inbox,
             control=control,
             controller_timeout=self.controller_timeout,
             on_controller_lost=self._request_stop,
@@ -419,7 +423,7 @@ class Engine:
 
     def _serve(self) -> None:
         assert self._iopub is not None
-        assert self._dispatcher is not None
+        assert self._shell is not None
         assert self._id is not None
         self._serving_thread = threading.current_thread()
         executor = Executor(
@@ -427,16 +431,20 @@ class Engine:
             namespace=self._namespace,
             inbox=self._inbox,
             iopub=self._iopub,
-            send=self._dispatcher.send,
+            shell=self._shell,
             engine_id=self._id,
             engine_uuid=self._uuid,
             guard=self._guard,
             capture_output=self._capture_output,
         )
         executor.serve(lambda: self._stop_requested)
+        with self._shell.lock:
+            self._shell.drain(self._inbox)
         refused = executor.refuse_queued(self._stop_reason or "stopping")
         if refused:
             log.info("answered %d queued request(s) with EngineError", refused)
+        with self._shell.lock:
+            self._shell.close()
 
     def _serve_thread(self) -> None:
         try:
@@ -450,7 +458,8 @@ class Engine:
     def _request_stop(self, reason: str) -> None:
         """Stop the engine (from any thread but a signal handler)."""
         self._stop_from_signal(reason)
-        self._inbox.wake()
+        if self._shell is not None:
+            self._shell.wake()
         if self._signals_active and self._guard.running and threading.current_thread() is not threading.main_thread():
             # the running request is user code in the main thread: interrupt it
             os.kill(os.getpid(), signal.SIGTERM)
@@ -476,6 +485,17 @@ class Engine:
             self._torn_down = True
             self._stop_requested = True
             clean = True
+            if self._shell is not None:
+                # the execution thread holds this lock only briefly (or is stuck in user code,
+                # which does not hold it)
+                if self._shell.lock.acquire(timeout=5.0):
+                    try:
+                        self._shell.close()
+                    finally:
+                        self._shell.lock.release()
+                else:
+                    clean = False
+                    log.warning("could not close the request sockets: the execution thread holds them")
             if self._dispatcher is not None:
                 self._dispatcher.stop()
                 clean = clean and not self._dispatcher.alive

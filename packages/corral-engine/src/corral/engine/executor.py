@@ -1,9 +1,9 @@
 """The execution loop: take requests one at a time, in arrival order, run them, answer them.
 
 It runs in the engine's execution thread, which is the main thread of an engine process (so that
-SIGINT can interrupt user code) or a thread of the embedding application. It owns no socket:
-replies are serialized and signed here, then handed to the IO thread to send; output goes to
-the IOPub thread. For every request it publishes ``status: busy``, streams what the request
+SIGINT can interrupt user code) or a thread of the embedding application. It receives requests
+and sends replies on the request sockets itself (:mod:`corral.engine.shell`), with no hand-off
+to another thread on the hot path; output goes to the IOPub thread. For every request it publishes ``status: busy``, streams what the request
 writes, publishes ``execute_result`` or ``error``, makes sure all of that has reached ZeroMQ
 before the reply does, and ends with ``status: idle``.
 """
@@ -26,6 +26,7 @@ from corral.engine.capture import RequestOutput
 from corral.engine.handlers import HANDLERS, Outcome
 from corral.engine.inbox import Inbox, Pending
 from corral.engine.iopub import IOPub
+from corral.engine.shell import Shell
 from corral.engine.signals import UserCodeGuard
 from corral.wire import Message, Session, wrap_exception
 from corral.wire.errors import EngineError, EngineInfo, TaskAborted, WrappedException
@@ -62,12 +63,11 @@ class Executor:
     namespace
         The engine's user namespace.
     inbox
-        Where the IO thread queues requests.
+        The queue of requests taken from the sockets.
     iopub
         Publishes output.
-    send
-        ``send(channel, frames)``: hand signed frames to the IO thread for sending on
-        ``channel``'s socket.
+    shell
+        The request sockets: requests come from them, replies go out on them.
     engine_id, engine_uuid
         Put in reply metadata and error info.
     guard
@@ -83,7 +83,7 @@ class Executor:
         namespace: dict[str, Any],
         inbox: Inbox,
         iopub: IOPub,
-        send: Callable[[str, list[Any]], None],
+        shell: Shell,
         engine_id: int,
         engine_uuid: str,
         guard: UserCodeGuard,
@@ -93,7 +93,7 @@ class Executor:
         self.namespace = namespace
         self.inbox = inbox
         self.iopub = iopub
-        self._send = send
+        self.shell = shell
         self.engine_id = engine_id
         self.engine_uuid = engine_uuid
         self.guard = guard
@@ -109,13 +109,22 @@ class Executor:
         ident = threading.get_ident()
         if self.capture_output:
             capture.route_thread(ident, self._write)
+        shell = self.shell
+        inbox = self.inbox
         try:
             while not stopping():
-                pending = self.inbox.get(poll)
+                if not len(inbox):
+                    with shell.lock:
+                        if not shell.wanted:
+                            shell.wait(inbox, poll)
+                if shell.wanted:  # the IO thread needs the sockets (an abort): let it have them
+                    shell.step_aside(poll * 40)
+                    continue
+                pending = inbox.pop()
                 if pending is None:
                     continue
-                if stopping():  # stopped while waiting: it stays queued, to be refused
-                    self.inbox.put_back(pending)
+                if stopping():  # it stays queued, to be refused
+                    inbox.put_back(pending)
                     break
                 self.handle(pending)
         finally:
@@ -130,7 +139,7 @@ class Executor:
         int
             How many requests were answered.
         """
-        left = self.inbox.drain()
+        left = self.inbox.take_all()
         for pending in left:
             err = EngineError("EngineError", f"engine {self.engine_id} stopped before running this request: {reason}")
             self._reply(pending, "error", {}, [], self._wrap(err, pending.msg), utcnow())
@@ -189,12 +198,13 @@ class Executor:
             published = True
         if (published or output.wrote) and not self.iopub.flush(_FLUSH_TIMEOUT):
             log.warning("output of %s did not reach ZeroMQ within %s s", msg.msg_id, _FLUSH_TIMEOUT)
-        self.iopub.publish("status", {"execution_state": "idle"}, parent)
         if outcome is not None:
             self._reply(pending, "ok", outcome.content, outcome.buffers, None, started, output)
         else:
             extra = {"execution_count": count} if is_execute else {}
             self._reply(pending, "error", extra, [], error, started, output)
+        # after the reply: nothing the client waits for competes with it for the GIL
+        self.iopub.publish("status", {"execution_state": "idle"}, parent)
 
     def _wrap(self, exc: BaseException, msg: Message) -> WrappedException:
         exc.__traceback__ = _user_traceback(exc.__traceback__)
@@ -241,7 +251,8 @@ class Executor:
             tracked = [zmq.Frame(b, track=True, copy=False) for b in frames[head:]]
             frames = frames[:head] + tracked
             self._in_flight = zmq.MessageTracker(*tracked)
-        self._send(pending.channel, frames)
+        with self.shell.lock:
+            self.shell.send(pending.channel, frames)
 
     def _wait_in_flight(self) -> None:
         tracker, self._in_flight = self._in_flight, None

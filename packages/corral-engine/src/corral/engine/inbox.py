@@ -1,7 +1,8 @@
 """The queue of requests waiting to run, and which of them are aborted.
 
-The engine's IO thread puts every request it receives here, in arrival order; the execution
-thread takes them one at a time. ``abort_request`` marks queued requests (and remembers ids that
+Requests are put here in arrival order as they are taken from the sockets (by the execution
+thread, or by the IO thread while user code runs), and the execution thread takes them one at a
+time. ``abort_request`` marks queued requests (and remembers ids that
 have not arrived yet), so that each is answered with ``status: "aborted"`` when its turn comes.
 """
 
@@ -44,46 +45,30 @@ class Inbox:
     """A thread-safe FIFO of :class:`Pending` requests, with abort marks."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: deque[Pending] = deque()
         self._abort_ids: OrderedDict[str, None] = OrderedDict()
-        self._wakeups = 0
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def put(self, channel: str, msg: Message) -> None:
         """Queue ``msg``; it is marked aborted at once if its id was aborted before it arrived."""
-        with self._cond:
+        with self._lock:
             aborted = msg.msg_id in self._abort_ids
             if aborted:
                 del self._abort_ids[msg.msg_id]
             self._queue.append(Pending(channel, msg, aborted))
-            self._cond.notify()
 
-    def get(self, timeout: float | None) -> Pending | None:
-        """Return the oldest request, waiting up to ``timeout`` seconds; None on timeout or wake-up."""
-        with self._cond:
-            if not self._queue:
-                if self._wakeups:
-                    self._wakeups = 0
-                    return None
-                self._cond.wait(timeout)
-                self._wakeups = 0
-            if self._queue:
-                return self._queue.popleft()
-            return None
+    def pop(self) -> Pending | None:
+        """Remove and return the oldest request, or None if none is queued."""
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
 
     def put_back(self, pending: Pending) -> None:
-        """Return a request taken with :meth:`get` to the front of the queue (it did not run)."""
-        with self._cond:
+        """Return a request taken with :meth:`pop` to the front of the queue (it did not run)."""
+        with self._lock:
             self._queue.appendleft(pending)
-
-    def wake(self) -> None:
-        """Make a waiting :meth:`get` return (with None if nothing is queued)."""
-        with self._cond:
-            self._wakeups += 1
-            self._cond.notify_all()
 
     def abort(self, msg_ids: Iterable[str] | None) -> int:
         """Mark requests aborted: those named in ``msg_ids``, or every queued one if None.
@@ -97,7 +82,7 @@ class Inbox:
             How many queued requests were marked now.
         """
         marked = 0
-        with self._cond:
+        with self._lock:
             if msg_ids is None:
                 for pending in self._queue:
                     if not pending.aborted:
@@ -118,9 +103,9 @@ class Inbox:
                 self._abort_ids.popitem(last=False)
         return marked
 
-    def drain(self) -> list[Pending]:
+    def take_all(self) -> list[Pending]:
         """Remove and return every queued request (when the engine stops)."""
-        with self._cond:
+        with self._lock:
             items = list(self._queue)
             self._queue.clear()
             return items

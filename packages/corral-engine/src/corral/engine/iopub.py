@@ -1,18 +1,20 @@
 """The IOPub thread: the one owner of the engine's PUB socket on ``iopub_engine``.
 
 Other threads hand it messages (:meth:`IOPub.publish`) and stream text (:meth:`IOPub.stream`);
-it signs and sends them in the order they were handed over. Stream text is coalesced: what a
-request writes within 50 ms goes out as one ``stream`` message, and any other message flushes
-the pending text first, so a client sees output before the ``execute_result``, ``error`` or
-``status: idle`` that follows it.
+it signs and sends them in the order they were handed over, in batches: whatever is handed over
+goes out at most 50 ms later (``COALESCE_SECONDS``), and what a request writes to a stream within
+that window goes out as one ``stream`` message. Handing something over does not wake the thread
+(except for the first item of a batch), so a short request never waits for the IOPub thread to
+give the GIL back; :meth:`IOPub.flush` sends everything at once, which the executor does before
+a reply that follows output, an ``execute_result`` or an ``error``.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -26,11 +28,13 @@ __all__ = ["COALESCE_SECONDS", "IOPub"]
 
 log = logging.getLogger(__name__)
 
-#: Stream text is sent at most this long after it was written.
+#: Anything handed to the IOPub thread is sent at most this long afterwards.
 COALESCE_SECONDS: Final = 0.05
 
-_WAKE: Final = object()
 _STOP: Final = object()
+
+# a stream's pending text: (parent header, stream name, texts)
+_Streams = list[tuple[Mapping[str, Any], str, list[str]]]
 
 
 class IOPub:
@@ -47,7 +51,7 @@ class IOPub:
     metadata
         Put in every message's metadata (``engine_id``, ``engine_uuid``).
     coalesce
-        Seconds stream text may wait to be sent with what follows it.
+        Seconds anything handed over may wait to be sent with what follows it.
     """
 
     def __init__(
@@ -63,12 +67,14 @@ class IOPub:
         self._context = context
         self._metadata = dict(metadata)
         self._coalesce = coalesce
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        # (parent_header, stream name, [texts]) in the order written; adjacent writes to the
-        # same stream of the same request share one entry
-        self._pending: list[tuple[Mapping[str, Any], str, list[str]]] = []
+        self._cond = threading.Condition(threading.Lock())
+        # in hand-over order: (msg_type, content, parent), a list of streams, an Event, _STOP
+        self._items: deque[Any] = deque()
+        # stream text not yet placed in _items; adjacent writes to one stream of one request share
+        # an entry
+        self._pending: _Streams = []
         self._deadline: float | None = None
+        self._urgent = False
         self._thread = threading.Thread(target=self._run, name="corral-engine-iopub", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -88,26 +94,24 @@ class IOPub:
             raise RuntimeError(f"the IOPub thread could not connect to {self._url}: {self._error}")
 
     def publish(self, msg_type: str, content: Mapping[str, Any], parent: Mapping[str, Any]) -> None:
-        """Queue a message for sending, after any stream text written before it."""
-        with self._lock:
+        """Hand over a message, to be sent after any stream text written before it."""
+        with self._cond:
             self._seal()
-            self._queue.put((msg_type, dict(content), dict(parent)))
+            self._items.append((msg_type, dict(content), dict(parent)))
+            self._schedule()
 
     def stream(self, parent: Mapping[str, Any], name: str, text: str) -> None:
-        """Queue stream text written by the request ``parent``; sent within the coalescing delay."""
-        with self._lock:
+        """Hand over stream text written by the request ``parent``."""
+        with self._cond:
             pending = self._pending
             if pending and pending[-1][1] == name and pending[-1][0] is parent:
                 pending[-1][2].append(text)
             else:
                 pending.append((parent, name, [text]))
-            if self._deadline is not None:
-                return
-            self._deadline = time.monotonic() + self._coalesce
-            self._queue.put(_WAKE)
+            self._schedule()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything handed over so far has been given to ZeroMQ.
+        """Send everything handed over so far now, and wait until ZeroMQ has it.
 
         Returns
         -------
@@ -117,28 +121,38 @@ class IOPub:
         if not self._thread.is_alive():
             return False
         done = threading.Event()
-        with self._lock:
+        with self._cond:
             self._seal()
-            self._queue.put(done)
+            self._items.append(done)
+            self._urgent = True
+            self._cond.notify()
         return done.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send what is pending, close the socket and end the thread."""
         if self._thread.is_alive():
-            with self._lock:
+            with self._cond:
                 self._seal()
-                self._queue.put(_STOP)
+                self._items.append(_STOP)
+                self._urgent = True
+                self._cond.notify()
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("the IOPub thread did not stop within %s s", timeout)
 
+    def _schedule(self) -> None:
+        # with the lock held: the first item of a batch sets its deadline and wakes the thread,
+        # which then sleeps until the deadline; later items wake nobody
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self._coalesce
+            self._cond.notify()
+
     def _seal(self) -> None:
-        # with the lock held: pending stream text takes its place in the queue, so that it is
-        # sent after everything queued before it and before everything queued after it
+        # with the lock held: pending stream text takes its place among the items, after
+        # everything handed over before it and before everything handed over after it
         if self._pending:
-            self._queue.put(self._pending)
+            self._items.append(self._pending)
             self._pending = []
-        self._deadline = None
 
     # -- the thread ------------------------------------------------------------------------
 
@@ -160,33 +174,40 @@ class IOPub:
             # give the last messages (e.g. after a shutdown request) a moment to leave
             socket.close(linger=1000)
 
+    def _take_batch(self) -> list[Any]:
+        with self._cond:
+            while True:
+                if self._urgent:
+                    break
+                if self._deadline is not None:
+                    left = self._deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                else:
+                    self._cond.wait()
+            self._seal()
+            batch = list(self._items)
+            self._items.clear()
+            self._deadline = None
+            self._urgent = False
+            return batch
+
     def _loop(self, socket: zmq.Socket[Any]) -> None:
         while True:
-            wait: float | None = None
-            with self._lock:
-                if self._deadline is not None:
-                    wait = self._deadline - time.monotonic()
-                    if wait <= 0:
-                        self._seal()
-                        wait = None
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                continue
-            if item is _WAKE:
-                continue
-            if item is _STOP:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-            elif isinstance(item, list):
-                for parent, name, texts in item:
-                    self._send(socket, "stream", {"name": name, "text": "".join(texts)}, parent)
-            else:
-                msg_type, content, parent = item
-                self._send(socket, msg_type, content, parent)
+            for item in self._take_batch():
+                if item is _STOP:
+                    return
+                if isinstance(item, threading.Event):
+                    item.set()
+                elif isinstance(item, list):
+                    for parent, name, texts in item:
+                        self._send(socket, "stream", {"name": name, "text": "".join(texts)}, parent)
+                else:
+                    msg_type, content, parent = item
+                    self._send(socket, msg_type, content, parent)
 
-    def _send(self, socket: zmq.Socket[Any], msg_type: str, content: dict[str, Any], parent: dict[str, Any]) -> None:
+    def _send(self, socket: zmq.Socket[Any], msg_type: str, content: dict[str, Any], parent: Mapping[str, Any]) -> None:
         try:
             self._session.send(socket, msg_type, content, parent=parent, metadata=self._metadata)
         except (TypeError, zmq.ZMQError) as err:

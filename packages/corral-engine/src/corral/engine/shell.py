@@ -1,0 +1,215 @@
+"""The request sockets, owned by the execution thread and lent to the IO thread on demand.
+
+Requests arrive on the ``mux_engine``, ``task_engine`` and ``broadcast_engine`` DEALERs and
+their replies leave on them. The execution thread receives and sends on them itself: no hand-off
+between threads on the way in or out, which is what keeps a round trip short. ZeroMQ sockets
+must not be used by two threads at once, so every use happens under :attr:`Shell.lock`; a lock
+is also the memory barrier ZeroMQ asks for when a socket changes threads.
+
+While user code runs, the execution thread does not hold the lock, so the IO thread can
+:meth:`~Shell.borrow` the sockets to take in requests that arrived meanwhile (that is how
+``abort_request`` with ``msg_ids: null`` finds every request that has reached the engine). While
+the execution thread waits for work it polls with the lock held; :meth:`~Shell.borrow` wakes it
+and it steps aside until the IO thread is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final, cast
+
+import zmq
+
+from corral.engine.inbox import Inbox
+from corral.wire import ConnectionInfo, MessageRejected, Session, channel_url, harden
+from corral.wire.gate import admit
+
+__all__ = ["REQUEST_CHANNELS", "Shell"]
+
+log = logging.getLogger(__name__)
+
+#: Channels that carry requests to run, by the name replies are routed under.
+REQUEST_CHANNELS: Final = ("mux", "task", "broadcast")
+_REQUIRED: Final = frozenset({"mux"})
+# linger of the DEALERs at close: time for the last replies to leave
+_CLOSE_LINGER_MS: Final = 1000
+_instances = iter(range(1 << 62))
+_POLLIN: Final = int(zmq.POLLIN)
+
+
+def _readable(sock: zmq.Socket[Any]) -> bool:
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & _POLLIN)
+
+
+_NOBLOCK: Final = int(zmq.NOBLOCK)
+_SNDMORE: Final = int(zmq.SNDMORE)
+_COPY_BELOW: Final = zmq.COPY_THRESHOLD
+
+
+class Shell:
+    """The engine's request DEALERs (identity: the engine uuid), and who may use them.
+
+    Parameters
+    ----------
+    session
+        Signs and checks messages.
+    context
+        The ZeroMQ context.
+    info
+        Connection info (addresses).
+    uuid
+        The engine uuid.
+
+    Raises
+    ------
+    corral.wire.ConnectionFileError
+        If the connection info lacks the ``mux_engine`` channel.
+    """
+
+    def __init__(self, session: Session, context: zmq.Context[Any], info: ConnectionInfo, uuid: str) -> None:
+        self.session = session
+        self.lock = threading.Lock()
+        self.sockets: dict[str, zmq.Socket[Any]] = {}
+        self._channels: dict[zmq.Socket[Any], str] = {}
+        self._poller = zmq.Poller()
+        self._wanted = False
+        self._returned = threading.Event()
+        self._returned.set()
+        self._closed = False
+        identity = uuid.encode("ascii")
+        url = f"inproc://corral-engine-shell-wake-{uuid}-{next(_instances)}"
+        self._wake_rx = context.socket(zmq.PULL)
+        self._wake_rx.setsockopt(zmq.LINGER, 0)
+        self._wake_rx.bind(url)
+        self._wake_tx = context.socket(zmq.PUSH)
+        self._wake_tx.setsockopt(zmq.LINGER, 0)
+        self._wake_tx.connect(url)
+        self._wake_lock = threading.Lock()
+        self._poller.register(self._wake_rx, zmq.POLLIN)
+        try:
+            for channel in REQUEST_CHANNELS:
+                name = f"{channel}_engine"
+                if name not in info["ports"] and channel not in _REQUIRED:
+                    log.debug("the connection file has no %s channel; not serving it", name)
+                    continue
+                # the engine only connects out, to the controller's gate (admit), so no stranger
+                # can reach these sockets: no frame-size limit (pushing large arrays is legitimate)
+                sock = admit(harden(context.socket(zmq.DEALER), max_frame_size=None), session.key)
+                sock.setsockopt(zmq.IDENTITY, identity)
+                self.sockets[channel] = sock
+                self._channels[sock] = channel
+                sock.connect(channel_url(info, name))
+                self._poller.register(sock, zmq.POLLIN)
+            for sock in self.sockets.values():
+                session.send(sock, "engine_hello", {"uuid": uuid})
+        except BaseException:
+            self.close()
+            raise
+
+    # -- used with the lock held -------------------------------------------------------------
+
+    def drain(self, inbox: Inbox) -> int:
+        """Move every request that has arrived into ``inbox`` (lock held); return how many."""
+        return self.wait(inbox, 0.0)
+
+    def wait(self, inbox: Inbox, timeout: float) -> int:
+        """Wait (lock held) up to ``timeout`` seconds for requests or a wake-up; queue the requests.
+
+        Returns
+        -------
+        int
+            How many requests were moved into ``inbox``.
+        """
+        if self._closed:
+            return 0
+        moved = 0
+        for sock, _ in self._poller.poll(int(timeout * 1000)):
+            if sock is self._wake_rx:
+                while _readable(sock):
+                    sock.recv()
+                continue
+            moved += self._take(sock, inbox)
+        return moved
+
+    def _take(self, sock: zmq.Socket[Any], inbox: Inbox) -> int:
+        # ask ZeroMQ whether a message waits instead of catching zmq.Again: much cheaper
+        channel = self._channels[sock]
+        session = self.session
+        moved = 0
+        while _readable(sock):
+            try:
+                msg = session.recv(sock, _NOBLOCK, channel=channel)
+            except MessageRejected:
+                continue  # counted and logged by the session; never executed
+            except zmq.Again:
+                break
+            inbox.put(channel, msg)
+            moved += 1
+        return moved
+
+    def send(self, channel: str, frames: list[Any]) -> None:
+        """Send signed ``frames`` on ``channel`` (lock held); dropped once closed."""
+        sock = self.sockets.get(channel)
+        if sock is None or self._closed:
+            log.debug("a reply on %s is dropped: the engine's sockets are closed", channel)
+            return
+        try:
+            last = len(frames) - 1
+            for i, frame in enumerate(frames):
+                flags = 0 if i == last else _SNDMORE
+                if isinstance(frame, zmq.Frame):
+                    sock.send(frame, flags, copy=False)
+                else:
+                    # small frames are cheaper copied than wrapped in a zero-copy zmq.Frame
+                    sock.send(frame, flags, copy=memoryview(frame).nbytes < _COPY_BELOW)
+        except zmq.ZMQError as err:
+            log.warning("could not send a reply on %s: %s", channel, err)
+
+    # -- from any thread -------------------------------------------------------------------
+
+    @property
+    def wanted(self) -> bool:
+        """True while another thread waits to borrow the sockets."""
+        return self._wanted
+
+    def step_aside(self, timeout: float) -> None:
+        """Wait (lock not held) until a borrowing thread is done, at most ``timeout`` seconds."""
+        self._returned.wait(timeout)
+
+    def wake(self) -> None:
+        """Make a :meth:`wait` in progress return now (from any thread but a signal handler)."""
+        with self._wake_lock:
+            if self._closed:
+                return
+            with contextlib.suppress(zmq.ZMQError):  # full of wake-ups already: it will wake
+                self._wake_tx.send(b"", zmq.NOBLOCK)
+
+    @contextmanager
+    def borrow(self, timeout: float = 10.0) -> Iterator[bool]:
+        """Hold the sockets for a moment from another thread; yields False if that timed out."""
+        self._returned.clear()
+        self._wanted = True
+        self.wake()
+        got = self.lock.acquire(timeout=timeout)
+        try:
+            yield got
+        finally:
+            if got:
+                self.lock.release()
+            self._wanted = False
+            self._returned.set()
+
+    def close(self) -> None:
+        """Close every socket (call with the lock held, or when no thread uses them)."""
+        with self._wake_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for sock in self.sockets.values():
+                sock.close(linger=_CLOSE_LINGER_MS)
+            self._wake_tx.close(linger=0)
+            self._wake_rx.close(linger=0)
