@@ -25,11 +25,25 @@ class HubBench:
         self.sockets: list[zmq.Socket[Any]] = []
         self.urls: dict[str, str] = {}
         socks = {}
-        for name, kind in (("registration", zmq.ROUTER), ("notification", zmq.PUB), ("ping", zmq.PUB), ("pong", zmq.ROUTER)):
+        for name, kind in (
+            ("registration", zmq.ROUTER),
+            ("notification", zmq.PUB),
+            ("ping", zmq.PUB),
+            ("pong", zmq.ROUTER),
+        ):
             s = self.track(harden(self.ctx.socket(kind)))
             self.urls[name] = f"tcp://127.0.0.1:{s.bind_to_random_port('tcp://127.0.0.1')}"
             socks[name] = s
-        self.hub = Hub(self.session, socks["registration"], socks["notification"], socks["ping"], socks["pong"], heartbeat_period=period, heartbeat_misses=misses, store=store)
+        self.hub = Hub(
+            self.session,
+            socks["registration"],
+            socks["notification"],
+            socks["ping"],
+            socks["pong"],
+            heartbeat_period=period,
+            heartbeat_misses=misses,
+            store=store,
+        )
         self.sent_replies: list[tuple[bytes, bytes, str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         self.hub.reply_senders["mux"] = self._record_reply
         self.reactor = Reactor(self.ctx)
@@ -43,7 +57,15 @@ class HubBench:
         self.notes.setsockopt(zmq.SUBSCRIBE, b"")
         self.notes.connect(self.urls["notification"])
 
-    def _record_reply(self, client: bytes, engine: bytes, msg_type: str, parent: dict[str, Any], content: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    def _record_reply(
+        self,
+        client: bytes,
+        engine: bytes,
+        msg_type: str,
+        parent: dict[str, Any],
+        content: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> bool:
         self.sent_replies.append((client, engine, msg_type, parent, content, metadata))
         return True
 
@@ -64,7 +86,13 @@ class HubBench:
         assert done.wait(5)
         return out[0]
 
-    def ask(self, msg_type: str, content: dict[str, Any], session: Session | None = None, sock: zmq.Socket[Any] | None = None) -> Message:
+    def ask(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        session: Session | None = None,
+        sock: zmq.Socket[Any] | None = None,
+    ) -> Message:
         session = session or self.client_session
         sock = sock or self.client
         session.send(sock, msg_type, content)
@@ -93,7 +121,12 @@ class HubBench:
     def engine(self, requested_id: int | None = None, beat: bool = True) -> tuple[str, Message]:
         """Register an engine: request, hellos (as the relays report them), heart."""
         uuid = uuidlib.uuid4().hex
-        reply = self.ask("registration_request", {"uuid": uuid, "hostname": "here", "pid": 1, "requested_id": requested_id}, Session(KEY), self.dealer("registration"))
+        reply = self.ask(
+            "registration_request",
+            {"uuid": uuid, "hostname": "here", "pid": 1, "requested_id": requested_id},
+            Session(KEY),
+            self.dealer("registration"),
+        )
         if reply.content.get("status") == "ok":
             for channel in ("mux", "control"):
                 self.on_loop(self.hub.hello, channel, uuid.encode())
@@ -120,7 +153,9 @@ class HubBench:
 
     def reply(self, engine: str, request: RawMessage, buffers: list[bytes] | None = None) -> RawMessage:
         s = Session(KEY)
-        frames = s.serialize(s.msg("apply_reply", {"status": "ok"}, parent=request, metadata={"engine": engine}), buffers or [])
+        frames = s.serialize(
+            s.msg("apply_reply", {"status": "ok"}, parent=request, metadata={"engine": engine}), buffers or []
+        )
         raw = self.session.deserialize_raw(frames[1:], stream="engine")
         forward = self.on_loop(self.hub.reply, "mux", raw, b"client-1", engine.encode())
         assert forward is True

@@ -64,7 +64,8 @@ def test_an_incompatible_engine_is_refused_with_a_clear_error(bench: HubBench) -
     assert reply.msg_type == "registration_reply"
     assert reply.content["status"] == "error"
     assert reply.content["ename"] == "ProtocolVersionError"
-    assert "9.0" in reply.content["evalue"] and "1.0" in reply.content["evalue"]
+    assert "9.0" in reply.content["evalue"]
+    assert "1.0" in reply.content["evalue"]
 
 
 def test_silent_engine_is_declared_dead_and_its_work_fails_with_engine_error(bench: HubBench) -> None:
@@ -81,7 +82,8 @@ def test_silent_engine_is_declared_dead_and_its_work_fails_with_engine_error(ben
     assert "stopped answering heartbeats" in note.content["reason"]
     assert len(bench.sent_replies) == 1
     client, engine, msg_type, parent, content, metadata = bench.sent_replies[0]
-    assert client == b"client-1" and engine == uuid.encode()
+    assert client == b"client-1"
+    assert engine == uuid.encode()
     assert msg_type == "apply_reply"
     assert parent["msg_id"] == request.msg_id
     err = unwrap_exception(content)
@@ -95,7 +97,7 @@ def test_silent_engine_is_declared_dead_and_its_work_fails_with_engine_error(ben
 
 
 def test_supervisor_exit_report_names_the_signal(bench: HubBench) -> None:
-    uuid, reply = bench.engine()
+    uuid, _reply = bench.engine()
     bench.note()
     bench.request(uuid)
     s = Session(KEY)
@@ -150,7 +152,8 @@ def test_uncollected_results_are_never_culled_collected_ones_are_bounded() -> No
     for i in range(5):
         store.mark_collected(f"m{i}")
     assert store.stats() == {"pending": 0, "uncollected": 5, "collected": 3, "collected_bytes": 0}
-    assert store.get("m0") is None and store.get("m1") is None
+    assert store.get("m0") is None
+    assert store.get("m1") is None
     for i in range(2, 10):
         assert store.get(f"m{i}") is not None
     assert store.purge() == 8

@@ -10,8 +10,7 @@ import pytest
 import zmq
 
 from corral.scheduler import DirectRelay, IOPubRelay
-from corral.wire import RawMessage
-from corral.wire import MessageRejected, Serializer, Session, harden, pack_apply_message, unwrap_exception
+from corral.wire import MessageRejected, RawMessage, Serializer, Session, harden, pack_apply_message, unwrap_exception
 from corral.wire.errors import EngineError
 from corral.wire.loop import Reactor
 
@@ -115,7 +114,9 @@ def test_request_reaches_the_named_engine_and_the_reply_comes_back(bench: Bench)
     client = bench.dealer(bench.front_url)
     bench.relay.add_engine(ENGINE, 0)
     big = bytes(range(256)) * 4096  # 1 MiB payload, forwarded untouched
-    msg, _ = client_s.send(client, "apply_request", {"serializer": "pickle"}, ident=ENGINE, buffers=pack_apply_message(len, (big,)))
+    msg, _ = client_s.send(
+        client, "apply_request", {"serializer": "pickle"}, ident=ENGINE, buffers=pack_apply_message(len, (big,))
+    )
     got = recv(engine_s, engine)
     assert got.header == msg.header
     assert len(got.idents) == 1  # the client's routing id, to reply to
@@ -123,7 +124,14 @@ def test_request_reaches_the_named_engine_and_the_reply_comes_back(bench: Bench)
 
     f, args, _ = unpack_apply_message(got.buffers)
     assert f(*args) == len(big)
-    engine_s.send(engine, "apply_reply", {"status": "ok", "serializer": "pickle"}, parent=got, ident=got.idents, buffers=Serializer().dumps(7))
+    engine_s.send(
+        engine,
+        "apply_reply",
+        {"status": "ok", "serializer": "pickle"},
+        parent=got,
+        ident=got.idents,
+        buffers=Serializer().dumps(7),
+    )
     reply = recv(client_s, client)
     assert reply.idents == [ENGINE]
     assert reply.parent_header["msg_id"] == msg.msg_id

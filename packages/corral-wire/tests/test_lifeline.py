@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,7 +48,9 @@ def alive(pid: int) -> bool:
 
 
 def test_child_stops_when_its_launcher_is_killed() -> None:
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, CHILD], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, CHILD], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert launcher.stdout is not None
         child = int(launcher.stdout.readline())
@@ -59,10 +62,8 @@ def test_child_stops_when_its_launcher_is_killed() -> None:
             time.sleep(0.05)
         assert not alive(child)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         launcher.wait(10)
         if launcher.stdout is not None:
             launcher.stdout.close()

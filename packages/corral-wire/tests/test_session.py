@@ -259,7 +259,7 @@ def test_header_is_json_with_the_protocol_version() -> None:
 
 def test_nan_and_arrays_in_json_parts_get_clear_errors() -> None:
     a, _ = session_pair()
-    with pytest.raises(TypeError, match="not JSON compliant.*strings, or in a buffer"):
+    with pytest.raises(TypeError, match=r"not JSON compliant.*strings, or in a buffer"):
         a.serialize(a.msg("x", {"v": float("nan")}))
     np = pytest.importorskip("numpy")
     with pytest.raises(TypeError, match="send it as a buffer"):
@@ -271,13 +271,15 @@ def test_empty_key_session_reports_scheme_none_and_track_without_buffers() -> No
     with pytest.warns(InsecureSessionWarning):
         s = Session(b"")
     assert s.scheme == "none"
-    with socket_pair() as (dealer, router):
+    with socket_pair() as (dealer, _router):
         _, tracker = s.send(dealer, "x", {}, track=True)
-        assert tracker is not None and tracker.done
+        assert tracker is not None
+        assert tracker.done
 
 
 def test_hostile_error_content_unwraps_without_crashing() -> None:
     from corral.wire import unwrap_exception
 
     err = unwrap_exception({"ename": "E", "evalue": "v", "engine_info": ["not", "a", "dict"], "traceback": [1, 2]})
-    assert err.engine_info == {} and err.traceback == "12"
+    assert err.engine_info == {}
+    assert err.traceback == "12"

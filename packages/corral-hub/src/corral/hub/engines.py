@@ -35,7 +35,7 @@ class EngineRecord:
 
     def ready(self) -> bool:
         """True once every required socket said hello and the heart answered."""
-        return self.ponged and REQUIRED_HELLOS <= self.hellos
+        return self.ponged and self.hellos >= REQUIRED_HELLOS
 
 
 class EngineTable:
@@ -50,7 +50,9 @@ class EngineTable:
         self.by_uuid: dict[str, EngineRecord] = {}
         self._next_id = 0
 
-    def add(self, uuid: str, hostname: str = "", pid: int | None = None, requested_id: int | None = None) -> EngineRecord:
+    def add(
+        self, uuid: str, hostname: str = "", pid: int | None = None, requested_id: int | None = None
+    ) -> EngineRecord:
         """Register a new engine and return its record.
 
         Raises

@@ -7,13 +7,14 @@ do not import each other; the controller wires them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import signal as _signal
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import zmq
 
@@ -103,7 +104,9 @@ class Hub:
         self.heartbeat_period = heartbeat_period
         self.heartbeat_misses = heartbeat_misses
         self.registration_timeout = registration_timeout
-        self.heart = HeartMonitor(ping_socket, pong_socket, heartbeat_period, self._on_pong, self._on_beat, heartbeat_misses)
+        self.heart = HeartMonitor(
+            ping_socket, pong_socket, heartbeat_period, self._on_pong, self._on_beat, heartbeat_misses
+        )
         #: called with a record when an engine becomes live / leaves
         self.on_live: list[Callable[[EngineRecord], None]] = []
         self.on_lost: list[Callable[[EngineRecord], None]] = []
@@ -126,7 +129,9 @@ class Hub:
 
     def request(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> None:
         """Record a request routed to ``engine``."""
-        self.store.add_request(Record(raw.header["msg_id"], channel, client, engine.decode(errors="replace"), dict(raw.header)))
+        self.store.add_request(
+            Record(raw.header["msg_id"], channel, client, engine.decode(errors="replace"), dict(raw.header))
+        )
 
     def reply(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> bool:
         """Store a reply; return False when it answers a request already failed by the hub."""
@@ -218,12 +223,17 @@ class Hub:
             callback(record)
         for pending in self.store.pending_on(record.uuid):
             what = pending.request_header.get("msg_type", "request")
-            err = EngineError("EngineError", f"engine {record.id} {reason} while {pending.request_header.get('msg_id')} ({what}) was queued or running")
+            err = EngineError(
+                "EngineError",
+                f"engine {record.id} {reason} while {pending.request_header.get('msg_id')} ({what}) was queued or running",
+            )
             info = {"engine_id": record.id, "engine_uuid": record.uuid}
             parts = error_reply(err, pending.request_header, info)  # type: ignore[arg-type]
             self.store.complete(pending.msg_id, None, parts)
             sender = self.reply_senders.get(pending.channel)
-            if sender is not None and sender(pending.client, record.ident, parts[0], pending.request_header, parts[1], parts[2]):
+            if sender is not None and sender(
+                pending.client, record.ident, parts[0], pending.request_header, parts[1], parts[2]
+            ):
                 self.store.mark_collected(pending.msg_id)
         if was_live:
             self._notify("engine_unregistered", {"id": record.id, "uuid": record.uuid, "reason": reason})
@@ -258,7 +268,9 @@ class Hub:
             handler = self._handlers.get(msg.msg_type)
             if handler is None:
                 reply_type = msg.msg_type.removesuffix("_request") + "_reply"
-                self._reply_error(msg.idents, reply_type, msg.header, ValueError(f"unknown request type {msg.msg_type!r}"))
+                self._reply_error(
+                    msg.idents, reply_type, msg.header, ValueError(f"unknown request type {msg.msg_type!r}")
+                )
                 continue
             try:
                 handler(self, msg)
@@ -270,13 +282,11 @@ class Hub:
         content.setdefault("status", "ok")
         self.session.send(self.registration_socket, msg_type, content, parent=msg, ident=msg.idents, buffers=buffers)
 
-    def _reply_error(self, idents: list[bytes], msg_type: str, parent: dict[str, Any], err: BaseException) -> None:
+    def _reply_error(self, idents: list[bytes], msg_type: str, parent: Mapping[str, Any], err: BaseException) -> None:
         content = dict(wrap_exception(err))
         content["traceback"] = []
-        try:
-            self.session.send(self.registration_socket, msg_type, content, parent=parent, ident=idents)
-        except zmq.ZMQError:
-            pass
+        with contextlib.suppress(zmq.ZMQError):
+            self.session.send(self.registration_socket, msg_type, content, parent=dict(parent), ident=idents)
 
     def _registration_request(self, msg: Message) -> None:
         c = msg.content
@@ -301,7 +311,9 @@ class Hub:
         if record is not None:
             code = msg.content.get("exit_code")
             sig = msg.content.get("signal")
-            self.lose(record, describe_exit(code if isinstance(code, int) else None, sig if isinstance(sig, str) else None))
+            self.lose(
+                record, describe_exit(code if isinstance(code, int) else None, sig if isinstance(sig, str) else None)
+            )
 
     def _connection_request(self, msg: Message) -> None:
         self._reply(msg, "connection_reply", {"engines": {str(r.id): r.uuid for r in self.engines.live()}})
@@ -336,10 +348,16 @@ class Hub:
             if record is None:
                 results[msg_id] = {"state": "unknown"}
                 continue
-            entry: dict[str, Any] = {"state": "pending", "request_header": record.request_header, "engine_uuid": record.engine}
+            entry: dict[str, Any] = {
+                "state": "pending",
+                "request_header": record.request_header,
+                "engine_uuid": record.engine,
+            }
             if record.done:
                 header, metadata, content, bufs = record.reply()
-                entry.update(state="completed", header=header, metadata=metadata, content=content, buffer_count=len(bufs))
+                entry.update(
+                    state="completed", header=header, metadata=metadata, content=content, buffer_count=len(bufs)
+                )
                 buffers.extend(bufs)
             results[msg_id] = entry
         self._reply(msg, "result_reply", {"results": results}, buffers)
@@ -359,7 +377,7 @@ class Hub:
             # let the reply leave before the sockets close
             self._reactor.call_later(0.05, self.on_shutdown)
 
-    _handlers: dict[str, Callable[[Hub, Message], None]] = {
+    _handlers: ClassVar[dict[str, Callable[[Hub, Message], None]]] = {
         "registration_request": _registration_request,
         "engine_exit": _engine_exit,
         "connection_request": _connection_request,

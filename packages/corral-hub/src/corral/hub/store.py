@@ -138,7 +138,9 @@ class MemoryStore:
         size = record.nbytes()
         self._collected[msg_id] = size
         self._collected_bytes += size
-        while self._collected and (len(self._collected) > self.max_collected or self._collected_bytes > self.max_collected_bytes):
+        while self._collected and (
+            len(self._collected) > self.max_collected or self._collected_bytes > self.max_collected_bytes
+        ):
             old, old_size = self._collected.popitem(last=False)
             self._collected_bytes -= old_size
             self._records.pop(old, None)

@@ -29,7 +29,13 @@ class IOPubRelay:
         The hub, told about every output message.
     """
 
-    def __init__(self, session: Session, engine_socket: zmq.Socket[Any], client_socket: zmq.Socket[Any], monitor: Monitor | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        engine_socket: zmq.Socket[Any],
+        client_socket: zmq.Socket[Any],
+        monitor: Monitor | None = None,
+    ) -> None:
         self.session = session
         self.engine_socket = engine_socket
         self.client_socket = client_socket

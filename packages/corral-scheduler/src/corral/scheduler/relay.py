@@ -104,7 +104,9 @@ class DirectRelay:
             except MessageRejected:
                 continue  # counted and logged by the session
             if len(raw.idents) != 2:
-                session.reject(self.channel, MessageRejected("malformed", "a request needs client and engine identities"))
+                session.reject(
+                    self.channel, MessageRejected("malformed", "a request needs client and engine identities")
+                )
                 continue
             client, engine = raw.idents
             if engine not in self.engines:
@@ -155,7 +157,9 @@ class DirectRelay:
             Whether the client's connection took it (False if the client is gone).
         """
         try:
-            self.session.send(self.client_socket, msg_type, content, parent=parent, ident=[client, engine], metadata=metadata)
+            self.session.send(
+                self.client_socket, msg_type, content, parent=parent, ident=[client, engine], metadata=metadata
+            )
         except zmq.ZMQError:
             log.info("client of %s left before its reply could be sent", parent.get("msg_id"))
             return False
@@ -174,7 +178,9 @@ class DirectRelay:
                 self.monitor.hello(self.channel, raw.idents[0])
                 continue
             if len(raw.idents) != 2:
-                session.reject(f"{self.channel}_engine", MessageRejected("malformed", "a reply needs engine and client identities"))
+                session.reject(
+                    f"{self.channel}_engine", MessageRejected("malformed", "a reply needs engine and client identities")
+                )
                 continue
             engine, client = raw.idents
             if not self.monitor.reply(self.channel, raw, client, engine):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -96,19 +97,15 @@ def _stop_record(record: dict[str, Any], timeout: float) -> None:
     if record.get("controller"):
         pids.append(record["controller"]["pid"])
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
     deadline = time.monotonic() + timeout
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in pids:
         if _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
     for path in (Path(record.get("connection_file", "")), cluster_record_path(record["cluster_id"])):
         try:
             if path.name:
@@ -127,8 +124,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if not targets:
             known = ", ".join(r["cluster_id"] for r in records) or "none"
             print(
-                f"corral stop: no cluster named {args.cluster_id!r} (running: {known}); "
-                "`corral list` shows them",
+                f"corral stop: no cluster named {args.cluster_id!r} (running: {known}); `corral list` shows them",
                 file=sys.stderr,
             )
             return 1

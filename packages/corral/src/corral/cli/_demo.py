@@ -60,7 +60,7 @@ def demo(n_engines: int | None = None, batches: int = 32, darts: int = 2_000_000
         elapsed = time.monotonic() - t1
         if tty:
             print()
-        engines = sorted({ar.metadata["engine_id"] for ar in pending})
+        engines = sorted({ar.metadata["engine_id"] for ar in pending})  # type: ignore[call-overload]
         print(
             f"pi ~ {estimate:.6f} (error {abs(estimate - math.pi):.1e}) from {total / 1e6:.0f} M darts "
             f"on engines {engines} in {elapsed:.2f} s ({total / elapsed / 1e6:.0f} M darts/s)"

@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a local cluster with one engine per core, estimate pi by Monte Carlo on it while "
         "printing progress, then stop it.",
     )
-    demo.add_argument("-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)")
+    demo.add_argument(
+        "-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)"
+    )
     demo.add_argument("--batches", type=_positive_int, default=32, help="number of batches (default: %(default)s)")
 
     start = sub.add_parser(
@@ -71,11 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a cluster in the background",
         description="Start a controller and N engines in the background; return once the engines answer.",
     )
-    start.add_argument("-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)")
+    start.add_argument(
+        "-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)"
+    )
     add_cluster_id(start)
     start.add_argument("--engines", default="local", help="engine launcher (default: %(default)s)")
     start.add_argument("--ip", default="127.0.0.1", help="address the controller listens on (default: %(default)s)")
-    start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)")
+    start.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)"
+    )
     start.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")

@@ -26,8 +26,12 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         help="bind the address, ports and key of the existing --connection-file instead of new ones",
     )
     parser.add_argument("--port", type=int, default=None, help="bind the channels on consecutive ports from this one")
-    parser.add_argument("--heartbeat-period", type=float, default=0.5, help="seconds between heartbeats (default: %(default)s)")
-    parser.add_argument("--heartbeat-misses", type=int, default=4, help="missed heartbeats before an engine is declared dead")
+    parser.add_argument(
+        "--heartbeat-period", type=float, default=0.5, help="seconds between heartbeats (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--heartbeat-misses", type=int, default=4, help="missed heartbeats before an engine is declared dead"
+    )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -42,7 +46,9 @@ def run_controller(args: argparse.Namespace) -> int:
         print(f"corral controller: {err}", file=sys.stderr)
         return 2
     if args.heartbeat_period <= 0 or args.heartbeat_misses < 1:
-        print("corral controller: --heartbeat-period must be positive and --heartbeat-misses at least 1", file=sys.stderr)
+        print(
+            "corral controller: --heartbeat-period must be positive and --heartbeat-misses at least 1", file=sys.stderr
+        )
         return 2
     from corral.wire import ConnectionFileError, read_connection_file
     from corral.wire.lifeline import watch_lifeline
@@ -58,7 +64,12 @@ def run_controller(args: argparse.Namespace) -> int:
         except ConnectionFileError as err:
             print(f"corral controller: {err}", file=sys.stderr)
             return 2
-        settings = {"ip": info["ip"], "ports": info["ports"], "key": info["key"], "signature_scheme": info["signature_scheme"]}
+        settings = {
+            "ip": info["ip"],
+            "ports": info["ports"],
+            "key": info["key"],
+            "signature_scheme": info["signature_scheme"],
+        }
     elif args.port is not None:
         if not 0 < args.port <= 65535 - len(CHANNELS):
             print(f"corral controller: --port must be between 1 and {65535 - len(CHANNELS)}", file=sys.stderr)
@@ -95,6 +106,8 @@ def run_controller(args: argparse.Namespace) -> int:
 
 def controller_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m corral.cluster``."""
-    parser = argparse.ArgumentParser(prog="corral controller", description="Run a corral controller (hub and schedulers).")
+    parser = argparse.ArgumentParser(
+        prog="corral controller", description="Run a corral controller (hub and schedulers)."
+    )
     add_controller_arguments(parser)
     return run_controller(parser.parse_args(argv))

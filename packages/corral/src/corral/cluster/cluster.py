@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from corral.cluster._sync import sync_twin
-from corral.launchers import LaunchError, Launched, find_launcher, stop_all
+from corral.launchers import Launched, LaunchError, find_launcher, stop_all
 from corral.wire import new_connection_info, write_connection_file
 from corral.wire.paths import cluster_record_path, connection_file_path, corral_dir, validate_cluster_id
 from corral.wire.protocol import CHANNELS
@@ -87,7 +88,11 @@ class Cluster:
     ) -> None:
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
-        self.n = n if n is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        self.n = (
+            n
+            if n is not None
+            else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        )
         self.cluster_id = validate_cluster_id(cluster_id) if cluster_id else f"cluster-{secrets.token_hex(4)}"
         self.ip = ip
         self.log_level = log_level
@@ -124,7 +129,9 @@ class Cluster:
         """
         if self.controller is not None and self.controller.alive():
             raise RuntimeError(f"the controller of cluster {self.cluster_id!r} is already running")
-        info = new_connection_info(dict(zip(CHANNELS, free_ports(len(CHANNELS)))), cluster_id=self.cluster_id, ip=self.ip)
+        info = new_connection_info(
+            dict(zip(CHANNELS, free_ports(len(CHANNELS)), strict=False)), cluster_id=self.cluster_id, ip=self.ip
+        )
         write_connection_file(self.connection_file, info)
         args = [
             "corral.cluster",
@@ -175,7 +182,9 @@ class Cluster:
             if "corral controller ready" in _read_log(self.controller.log):
                 return
             if time.monotonic() > deadline:
-                raise LaunchError(f"the controller did not get ready within {timeout:.0f} s; log: {self.controller.log}")
+                raise LaunchError(
+                    f"the controller did not get ready within {timeout:.0f} s; log: {self.controller.log}"
+                )
             await asyncio.sleep(0.01)
 
     async def connect_client(self, **kwargs: Any) -> Client:
@@ -267,10 +276,8 @@ class Cluster:
 
     def _stop_now(self) -> None:
         for client in self._clients:
-            try:
+            with contextlib.suppress(Exception):  # already closed or half-closed at exit
                 client.close()
-            except Exception:  # already closed or half-closed at exit
-                pass
         procs = [*self.engines, *([self.controller] if self.controller else [])]
         self.engines, self.controller = [], None
         stop_all(procs)
@@ -278,10 +285,8 @@ class Cluster:
 
     def _cleanup_files(self) -> None:
         for path in (self.connection_file, cluster_record_path(self.cluster_id)):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
 
     def _write_record(self) -> None:
         record = {
@@ -319,7 +324,9 @@ class Cluster:
     async def __aenter__(self) -> Client:
         return await self.start_and_connect()
 
-    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop_cluster()
 
 

@@ -176,8 +176,17 @@ class Controller:
         self.control = DirectRelay("control", self.session, s["control"], s["control_engine"], hub)
         iopub = IOPubRelay(self.session, s["iopub_engine"], s["iopub"], hub)
         relays = (self.mux, self.control)
-        hub.on_live.append(lambda r: [relay.add_engine(r.ident, r.id) for relay in relays])
-        hub.on_lost.append(lambda r: [relay.remove_engine(r.ident) for relay in relays])
+
+        def engine_live(record: EngineRecord) -> None:
+            for relay in relays:
+                relay.add_engine(record.ident, record.id)
+
+        def engine_lost(record: EngineRecord) -> None:
+            for relay in relays:
+                relay.remove_engine(record.ident)
+
+        hub.on_live.append(engine_live)
+        hub.on_lost.append(engine_lost)
         hub.reply_senders["mux"] = self.mux.send_reply
         hub.reply_senders["control"] = self.control.send_reply
         hub.on_shutdown = self.stop

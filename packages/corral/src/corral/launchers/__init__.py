@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from corral.cli._version import __version__
-from corral.launchers.base import LaunchError, Launched, stop_all, tail
+from corral.launchers.base import Launched, LaunchError, stop_all, tail
 from corral.launchers.local import LocalLauncher
 
 __all__ = ["LaunchError", "Launched", "LocalLauncher", "__version__", "find_launcher", "stop_all", "tail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,14 +70,14 @@ class Launched:
     def failure(self, what: str) -> LaunchError:
         """A :class:`LaunchError` naming the command, how it ended and the tail of its log."""
         out = tail(self.log) or "(no output)"
-        return LaunchError(f"{what} {self.exit_description()}.\n  command: {' '.join(self.cmd)}\n  log: {self.log}\n{out}")
+        return LaunchError(
+            f"{what} {self.exit_description()}.\n  command: {' '.join(self.cmd)}\n  log: {self.log}\n{out}"
+        )
 
     def signal_group(self, sig: int) -> None:
         """Send ``sig`` to the process's whole group (it leads its own session)."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def to_record(self) -> dict[str, Any]:
         """What `corral stop` needs to find the process again."""
@@ -95,7 +96,5 @@ def stop_all(processes: Sequence[Launched], timeout: float = 5.0) -> None:
             proc.signal_group(signal.SIGKILL)
     for proc in processes:
         if proc.popen is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                pass

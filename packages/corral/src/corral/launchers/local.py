@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -79,8 +80,6 @@ class LocalLauncher:
         """Drop the lifeline: children still holding it stop by themselves."""
         if self._lifeline_fds is not None:
             for fd in self._lifeline_fds:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
             self._lifeline_fds = None
