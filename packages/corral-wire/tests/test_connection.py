@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from corral.wire import ConnectionFileError, channel_url, new_connection_info, read_connection_file, write_connection_file
+from corral.wire import (
+    ConnectionFileError,
+    channel_url,
+    new_connection_info,
+    read_connection_file,
+    write_connection_file,
+)
 from corral.wire.testing import temp_connection_file
 
 pytestmark = pytest.mark.timeout(30)

@@ -67,7 +67,9 @@ def test_broken_str_does_not_hide_the_error() -> None:
 
 
 def test_composite_error_lists_each_engine_and_raises_one() -> None:
-    elist = [unwrap_exception(wrap_exception(KeyError(k), {"engine_id": i, "method": "apply"})) for i, k in enumerate("ab")]
+    elist = [
+        unwrap_exception(wrap_exception(KeyError(k), {"engine_id": i, "method": "apply"})) for i, k in enumerate("ab")
+    ]
     comp = CompositeError("one or more exceptions from call to method: f", elist)
     text = str(comp)
     assert "(2 errors)" in text

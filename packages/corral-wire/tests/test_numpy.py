@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 np = pytest.importorskip("numpy")
 hnp = pytest.importorskip("hypothesis.extra.numpy")
 
-from corral.wire import Serializer, Session, pack_apply_message, unpack_apply_message  # noqa: E402
+from corral.wire import InsecureSessionWarning, Serializer, Session, pack_apply_message, unpack_apply_message  # noqa: E402
 from corral.wire.testing import session_pair, socket_pair  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
@@ -132,11 +132,11 @@ def test_tracked_send_tells_when_the_array_may_be_changed() -> None:
 
 
 def test_unsigned_session_still_round_trips_arrays() -> None:
-    with pytest.warns(UserWarning):
+    with pytest.warns(InsecureSessionWarning):
         s = Session(b"")
     arr = np.arange(100_000)
     frames = [bytes(f) for f in s.serialize(s.msg("x"), Serializer().dumps(arr))]
-    with pytest.warns(UserWarning):
+    with pytest.warns(InsecureSessionWarning):
         r = Session(b"")
     assert np.array_equal(Serializer().loads(r.deserialize(frames[1:]).buffers), arr)
     assert os.environ is not None

@@ -43,7 +43,21 @@ def test_every_exported_name_resolves_and_is_documented() -> None:
 
 
 def test_submodules_declare_all() -> None:
-    for mod in ("canning", "connection", "errors", "loop", "message", "paths", "protocol", "replay", "serialize", "session", "signing", "sockets", "testing"):
+    for mod in (
+        "canning",
+        "connection",
+        "errors",
+        "loop",
+        "message",
+        "paths",
+        "protocol",
+        "replay",
+        "serialize",
+        "session",
+        "signing",
+        "sockets",
+        "testing",
+    ):
         module = importlib.import_module(f"corral.wire.{mod}")
         for name in module.__all__:
             assert hasattr(module, name), f"corral.wire.{mod}.{name}"

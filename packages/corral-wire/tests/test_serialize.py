@@ -25,10 +25,12 @@ def round_trip(obj: Any, ser: Serializer | None = None, namespace: dict[str, Any
 
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(max_size=300_000),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    | st.tuples(children, children)
-    | st.frozensets(st.integers(), max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(max_size=10), children, max_size=5)
+        | st.tuples(children, children)
+        | st.frozensets(st.integers(), max_size=5)
+    ),
     max_leaves=20,
 )
 

@@ -29,7 +29,11 @@ def _echo_engine(url: str, key: bytes, ready: threading.Event, ctx: zmq.Context[
         msg = session.recv(sock)
         f, args, kwargs = unpack_apply_message(msg.buffers)
         try:
-            content: dict[str, Any] = {"status": "ok", "value": f(*args, **kwargs), "readonly": not args[0].flags.writeable}
+            content: dict[str, Any] = {
+                "status": "ok",
+                "value": f(*args, **kwargs),
+                "readonly": not args[0].flags.writeable,
+            }
         except Exception as err:
             content = dict(wrap_exception(err))
         session.send(sock, "apply_reply", content, parent=msg)
@@ -66,7 +70,13 @@ def selfcheck(size_mb: float = 80.0) -> int:
         arr = np.arange(n, dtype=np.float64) / n
         print(f"corral selfcheck: sending a {arr.nbytes / 1e6:.0f} MB array over tcp://127.0.0.1:{port}")
         t0 = time.perf_counter()
-        session.send(router, "apply_request", {"serializer": "pickle"}, ident=hello.idents, buffers=pack_apply_message(_square_sum, (arr,)))
+        session.send(
+            router,
+            "apply_request",
+            {"serializer": "pickle"},
+            ident=hello.idents,
+            buffers=pack_apply_message(_square_sum, (arr,)),
+        )
         if not router.poll(60_000):
             print("selfcheck FAILED: no reply within 60 s")
             return 1
@@ -76,7 +86,9 @@ def selfcheck(size_mb: float = 80.0) -> int:
         content = reply.content
         ok = content.get("status") == "ok" and abs(content["value"] - expected) <= 1e-9 * abs(expected)
         print(f"  signed, sent, verified and ran in {elapsed * 1e3:.1f} ms ({arr.nbytes / elapsed / 1e9:.2f} GB/s)")
-        print(f"  result {content.get('value')!r}, expected {expected!r}; array arrived read-only: {content.get('readonly')}")
+        print(
+            f"  result {content.get('value')!r}, expected {expected!r}; array arrived read-only: {content.get('readonly')}"
+        )
         print("selfcheck OK" if ok else f"selfcheck FAILED: {content}")
         peer.join(10)
         return 0 if ok else 1
