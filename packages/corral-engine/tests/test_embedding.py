@@ -106,6 +106,44 @@ def test_run_in_a_thread_and_stop_from_another(controller: Any) -> None:
     assert errors == []
 
 
+MAIN_THREAD_APP = """
+import sys
+from corral.engine import Engine
+
+engine = Engine(sys.argv[1], namespace={"who": "main-thread app"})
+engine.run()  # in the main thread: SIGINT interrupts requests
+print("stopped:", engine.stop_reason, flush=True)
+"""
+
+
+def test_run_in_the_main_thread_can_be_interrupted(controller: Any, tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(MAIN_THREAD_APP)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(controller.path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        blocker = controller.execute("import time\ntime.sleep(30)")
+        controller.get("iopub", lambda m: m.msg_type == "status" and m.parent_header.get("msg_id") == blocker)
+        signal_reply = controller.reply(controller.send("control", "signal_request", {"signal": "SIGINT"}), "control")
+        assert signal_reply.content == {"status": "ok"}
+        assert controller.reply(blocker).content["ename"] == "KeyboardInterrupt"
+        reply = controller.reply(controller.execute("who"))
+        assert reply.content["execute_result"]["data"]["text/plain"] == "'main-thread app'"
+        controller.reply(controller.send("control", "shutdown_request"), "control")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert b"stopped: shutdown requested by a client" in out
+
+
 def test_handle_signals_needs_the_main_thread(controller: Any) -> None:
     with pytest.raises(RuntimeError, match="main thread"):
         Engine(controller.path, handle_signals=True).start()

@@ -55,6 +55,16 @@ def test_sigint_interrupts_running_code_and_the_engine_keeps_serving(controller:
     assert proc.wait() == 0
 
 
+def test_shutdown_interrupts_running_code_and_exits_0(controller: Any, spawn: Any) -> None:
+    proc = spawn("--connection-file", str(controller.path), "--no-supervisor")
+    blocker = controller.execute("import time\ntime.sleep(30)")
+    controller.get("iopub", lambda m: m.msg_type == "status" and m.parent_header.get("msg_id") == blocker)
+    assert control(controller, "shutdown_request", {"restart": False}).content == {"status": "ok"}
+    assert controller.reply(blocker).content["ename"] == "EngineStopping"
+    assert proc.wait() == 0
+    assert "shutdown requested by a client" in proc.stderr
+
+
 def test_process_namespace_is_main_so_classes_pickle(controller: Any, spawn: Any) -> None:
     proc = spawn("--connection-file", str(controller.path), "--no-supervisor")
     code = "class Point:\n    def __init__(self, x):\n        self.x = x\n\nimport sys\n(__name__, sys.modules['__main__'].Point is Point)"
@@ -142,7 +152,7 @@ def test_registration_timeout_names_the_address(make_controller: Any, spawn: Any
 
 def test_controller_timeout_exits_cleanly_saying_why(make_controller: Any, spawn: Any) -> None:
     ctrl = make_controller(ping_period=None)
-    proc = spawn("--connection-file", str(ctrl.path), "--controller-timeout", "1")
+    proc = spawn("--connection-file", str(ctrl.path), "--controller-timeout", "1", "--log-level", "WARNING")
     uuid = ctrl.registered().content["uuid"]
     assert proc.wait() == 0
     assert "no heartbeat from the controller" in proc.stderr

@@ -201,4 +201,5 @@ class Dispatcher:
             f"no heartbeat from the controller at {url} for {silent:.1f} s "
             f"(controller_timeout={self.controller_timeout:g} s)"
         )
+        log.warning("%s; stopping", reason)
         self.on_controller_lost(reason)

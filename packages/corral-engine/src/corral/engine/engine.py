@@ -153,6 +153,7 @@ class Engine:
         self._stop_requested = False
         self._stop_reason: str | None = None
         self._signals_active = False
+        self._signal_lock = threading.Lock()
         self._registered = threading.Event()
         self._finished = threading.Event()
         self._teardown_lock = threading.Lock()
@@ -217,8 +218,9 @@ class Engine:
             self._serve()
         finally:
             if handlers is not None:
-                handlers.restore()
-                self._signals_active = False
+                with self._signal_lock:  # no interrupt may be sent once our handler is gone
+                    self._signals_active = False
+                    handlers.restore()
             self._teardown()
 
     def start(self) -> None:
@@ -460,9 +462,13 @@ class Engine:
         self._stop_from_signal(reason)
         if self._shell is not None:
             self._shell.wake()
-        if self._signals_active and self._guard.running and threading.current_thread() is not threading.main_thread():
-            # the running request is user code in the main thread: interrupt it
-            os.kill(os.getpid(), signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            return
+        with self._signal_lock:
+            if self._signals_active and self._guard.running:
+                # the running request is user code in the main thread, where our SIGTERM handler
+                # is installed (the lock keeps it so until the signal is delivered): interrupt it
+                os.kill(os.getpid(), signal.SIGTERM)
 
     def _stop_from_signal(self, reason: str) -> None:
         # runs inside signal handlers: set flags only, take no lock (the loop polls them)

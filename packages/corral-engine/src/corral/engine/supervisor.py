@@ -101,6 +101,8 @@ class Supervisor:
                 env=env,
             )
             log.debug("engine child %d started", self._child.pid)
+            if self._terminating_since is not None:  # told to stop while starting it
+                self._child.send_signal(signal.SIGTERM)
             while True:
                 try:
                     return self._child.wait(timeout=0.5)
@@ -118,9 +120,9 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         child = self._child
         log.info("%s received; stopping the engine", signal_name(signum))
-        if child is None or child.poll() is not None:
-            return
         if self._terminating_since is None:
             self._terminating_since = time.monotonic()
+        if child is None or child.poll() is not None:
+            return
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
