@@ -307,9 +307,10 @@ def engine(controller: FakeController) -> Iterator[Engine]:
 class EngineProcess:
     """``python -m corral.engine`` in a subprocess of its own process group, stopped by pid."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "corral.engine", *args],
+            pass_fds=tuple(pass_fds),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -348,8 +349,8 @@ class EngineProcess:
 def spawn() -> Iterator[Callable[..., EngineProcess]]:
     procs: list[EngineProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> EngineProcess:
-        proc = EngineProcess(args, env)
+    def start(*args: str, env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> EngineProcess:
+        proc = EngineProcess(args, env, pass_fds)
         procs.append(proc)
         return proc
 

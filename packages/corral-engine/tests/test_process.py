@@ -132,6 +132,23 @@ def test_engine_dies_with_its_supervisor(controller: Any, spawn: Any) -> None:
 
 
 @pytest.mark.parametrize("supervised", [False, True])
+def test_a_launchers_lifeline_stops_the_engine_cleanly(controller: Any, spawn: Any, supervised: bool) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        args = ["--connection-file", str(controller.path)] + ([] if supervised else ["--no-supervisor"])
+        proc = spawn(*args, env={"CORRAL_LIFELINE_FD": str(read_end)}, pass_fds=[read_end])
+    finally:
+        os.close(read_end)
+    reg = controller.registered()
+    controller.reply(controller.execute("1"))
+    os.close(write_end)  # the launcher is gone
+    assert proc.wait() == 0
+    if supervised:
+        report = controller.get("registration", lambda m: m.msg_type == "engine_exit")
+        assert report.content == {"uuid": reg.content["uuid"], "exit_code": 0, "signal": None}
+
+
+@pytest.mark.parametrize("supervised", [False, True])
 def test_incompatible_protocol_exits_nonzero_with_the_hubs_message(
     make_controller: Any, spawn: Any, supervised: bool
 ) -> None:

@@ -2,7 +2,8 @@
 
 By default the program is a :class:`~corral.engine.supervisor.Supervisor` that runs the engine as
 a child process and reports its exit to the hub; ``--no-supervisor`` runs the engine in this
-process. Either way the engine's namespace is a fresh module installed as ``__main__``, requests
+process. A launcher's lifeline (``CORRAL_LIFELINE_FD``, :mod:`corral.wire.lifeline`) is
+honoured: when the launcher dies, the program stops as on SIGTERM. Either way the engine's namespace is a fresh module installed as ``__main__``, requests
 run in the main thread (so ``signal_request`` SIGINT interrupts them), and SIGTERM stops the
 engine cleanly.
 
@@ -27,6 +28,7 @@ from corral.engine.lifeline import SUPERVISOR_PID_ENV, die_with_parent
 from corral.engine.namespace import main_namespace
 from corral.engine.supervisor import Supervisor
 from corral.wire import ConnectionFileError, read_connection_file
+from corral.wire.lifeline import watch_lifeline
 
 __all__ = ["build_parser", "main"]
 
@@ -177,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
+    try:
+        # a launcher's lifeline (CORRAL_LIFELINE_FD): when the launcher dies, SIGTERM stops us
+        # cleanly; the supervised engine does not inherit it, and dies with its supervisor
+        watch_lifeline()
+    except ValueError as err:
+        return _fail(str(err))
     if args.no_supervisor:
         return _run_engine(args)
     return _run_supervisor(args)
