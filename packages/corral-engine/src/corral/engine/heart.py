@@ -59,7 +59,7 @@ class Heart:
         self._context: zmq.Context[Any] = zmq.Context()
         self._device = _HeartDevice(zmq.FORWARDER, zmq.SUB, zmq.DEALER)
         context = self._context
-        self._device.context_factory = lambda: context  # type: ignore[method-assign]
+        self._device.context_factory = lambda: context
         self._device.daemon = True
         self._device.setsockopt_in(zmq.LINGER, 0)
         self._device.setsockopt_in(zmq.SUBSCRIBE, b"")
