@@ -19,8 +19,22 @@ Errors (see :mod:`corral.engine.errors`)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from corral.engine._version import __version__
-from corral.engine.engine import Engine
 from corral.engine.errors import RegistrationError, RegistrationTimeout
 
+if TYPE_CHECKING:
+    from corral.engine.engine import Engine
+
 __all__ = ["Engine", "RegistrationError", "RegistrationTimeout", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Engine is imported on first use: the engine program's supervisor process imports this
+    # package too, and never needs the engine's modules (a cluster start pays for every import)
+    if name == "Engine":
+        from corral.engine.engine import Engine
+
+        return Engine
+    raise AttributeError(f"module 'corral.engine' has no attribute {name!r}")

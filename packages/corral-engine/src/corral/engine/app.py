@@ -22,10 +22,8 @@ import uuid as _uuid
 from collections.abc import Sequence
 
 from corral.engine._version import __version__
-from corral.engine.engine import Engine
 from corral.engine.errors import RegistrationError
 from corral.engine.lifeline import SUPERVISOR_PID_ENV, die_with_parent
-from corral.engine.namespace import main_namespace
 from corral.engine.supervisor import Supervisor
 from corral.wire import ConnectionFileError, read_connection_file
 from corral.wire.lifeline import watch_lifeline
@@ -145,6 +143,11 @@ def _run_supervisor(args: argparse.Namespace) -> int:
 
 
 def _run_engine(args: argparse.Namespace) -> int:
+    # imported here, not at the top: the supervisor process never needs the engine itself,
+    # and every engine start pays for both processes' imports
+    from corral.engine.engine import Engine
+    from corral.engine.namespace import main_namespace
+
     if args.supervised:
         parent = os.environ.get(SUPERVISOR_PID_ENV)
         if not die_with_parent(int(parent) if parent and parent.isdigit() else None):

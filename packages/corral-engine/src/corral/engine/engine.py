@@ -15,7 +15,6 @@ The same class is the engine process (``python -m corral.engine``) and the embed
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -261,6 +260,8 @@ class Engine:
         """
         if self._handle_signals:
             raise RuntimeError("handle_signals=True needs run() in the main thread; run_async() serves in a thread")
+        import asyncio  # only embedded engines need it; the engine program starts faster without
+
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         # an outcome nobody awaits any more (after cancellation) must not be reported as lost
