@@ -23,6 +23,7 @@ import zmq
 from corral.scheduler.monitor import Monitor, NullMonitor
 from corral.wire import MessageRejected, RawMessage, Session
 from corral.wire.errors import EngineError, error_reply
+from corral.wire.frames import recv_frames
 from corral.wire.loop import Reactor
 
 __all__ = ["DirectRelay", "drain"]
@@ -32,13 +33,19 @@ log = logging.getLogger(__name__)
 #: At most this many messages are handled per socket before the loop looks at other sockets.
 BATCH = 256
 
+_NOBLOCK = int(zmq.NOBLOCK)
+
 
 def drain(socket: zmq.Socket[Any], limit: int = BATCH) -> list[list[Any]]:
-    """Receive up to ``limit`` waiting multipart messages without blocking (zero-copy frames)."""
+    """Receive up to ``limit`` waiting multipart messages without blocking.
+
+    Routing identities, signature and JSON frames come as ``bytes``, buffer frames as zero-copy
+    ``zmq.Frame`` objects (:func:`corral.wire.frames.recv_frames`).
+    """
     out = []
     for _ in range(limit):
         try:
-            out.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
+            out.append(recv_frames(socket, _NOBLOCK))
         except zmq.Again:
             break
     return out

@@ -30,6 +30,7 @@ from typing import Any, Final
 import zmq
 
 from corral.wire.errors import MessageRejected, ProtocolVersionError
+from corral.wire.frames import DELIM, recv_frames, send_frames
 from corral.wire.message import Header, Message, RawMessage, parent_header_of
 from corral.wire.protocol import ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
 from corral.wire.replay import ReplayGuard
@@ -43,9 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Separates routing identities from the message proper.
-DELIM: Final = b"<IDS|MSG>"
 
 #: Largest frame accepted from a peer that has not authenticated (64 MiB).
 DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024 * 1024
@@ -394,10 +392,10 @@ class Session:
         if track and (buffers or msg.buffers):
             nsmall = len(idents) + 6
             tracked = [zmq.Frame(b, track=True, copy=False) for b in frames[nsmall:]]
-            socket.send_multipart(frames[:nsmall] + tracked, copy=False)
+            send_frames(socket, frames[:nsmall] + tracked)
             tracker = zmq.MessageTracker(*tracked)
         else:
-            socket.send_multipart(frames, copy=False)
+            send_frames(socket, frames)
         return msg, tracker
 
     # -- receiving -------------------------------------------------------------------------
@@ -550,7 +548,7 @@ class Session:
         zmq.Again
             With ``flags=zmq.NOBLOCK`` when nothing is waiting.
         """
-        frames = socket.recv_multipart(flags, copy=False)
+        frames = recv_frames(socket, flags)
         try:
             idents, rest = self.feed_identities(frames)
         except MessageRejected as err:
@@ -611,6 +609,7 @@ class Session:
         zmq.ZMQError
             If ZeroMQ refuses the send.
         """
-        small = [_view(f) for f in raw.frames[:4]]
-        env = self._envelope(small, raw.digests, len(raw.frames) - 4)
-        socket.send_multipart([*idents, DELIM, env, *raw.frames], copy=False)
+        frames = raw.frames
+        small = [f if type(f) is bytes else _view(f) for f in frames[:4]]
+        env = self._envelope(small, raw.digests, len(frames) - 4)
+        send_frames(socket, [*idents, DELIM, env, *frames])
