@@ -30,10 +30,13 @@ DELIM: Final = b"<IDS|MSG>"
 #: Frames smaller than this are copied into ZeroMQ rather than shared with it (pyzmq's default).
 COPY_BELOW: Final = zmq.COPY_THRESHOLD
 
-_RCVMORE: Final = int(zmq.RCVMORE)
 _SNDMORE: Final = int(zmq.SNDMORE)
 # after the delimiter: the signature and the four JSON frames are small; buffers follow
 _SMALL_AFTER_DELIM: Final = 5
+# pyzmq's Socket.send only adds draft-API options on top of the backend's; sockets whose class
+# does not override send (all but zmq.asyncio's and the like) are sent on with the backend's
+_SUGAR_SEND: Final = zmq.Socket.send
+_BACKEND_SEND: Final = zmq.backend.Socket.send
 
 
 def recv_frames(socket: zmq.Socket[Any], flags: int = 0) -> list[Any]:
@@ -52,17 +55,19 @@ def recv_frames(socket: zmq.Socket[Any], flags: int = 0) -> list[Any]:
         As ``socket.recv``.
     """
     recv = socket.recv
-    more = socket.getsockopt
-    part = recv(int(flags))
+    # Frame.more is read from the received message itself: cheaper than getsockopt(RCVMORE)
+    frame = recv(int(flags), copy=False)
+    part = frame.bytes
     parts: list[Any] = [part]
     # -1 until the delimiter is seen; then how many small frames are still to come
     small_left = _SMALL_AFTER_DELIM if part == DELIM else -1
-    while more(_RCVMORE):
-        # the rest of a multipart message has arrived with its first frame: no flags needed
+    while frame.more:
+        # the rest of a multipart message arrives with its first frame: no flags needed
+        frame = recv(0, copy=False)
         if small_left == 0:
-            parts.append(recv(0, copy=False))
+            parts.append(frame)
             continue
-        part = recv(0)
+        part = frame.bytes
         parts.append(part)
         if small_left > 0:
             small_left -= 1
@@ -92,12 +97,13 @@ def send_frames(socket: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) 
                 memoryview(frame)
             except TypeError:
                 raise TypeError(f"frame {i} ({type(frame).__name__}) does not support the buffer interface") from None
-    send = socket.send
+    send = _BACKEND_SEND.__get__(socket) if type(socket).send is _SUGAR_SEND else socket.send
     flags = int(flags)
-    last = len(frames) - 1
     more = flags | _SNDMORE
+    last = len(frames) - 1
     for i, frame in enumerate(frames):
-        if type(frame) is bytes:
-            send(frame, flags if i == last else more, copy=len(frame) < COPY_BELOW)
+        # (data, flags, copy): positional, which Cython takes faster than keywords
+        if type(frame) is bytes and len(frame) < COPY_BELOW:
+            send(frame, flags if i == last else more)
         else:
-            send(frame, flags if i == last else more, copy=False)
+            send(frame, flags if i == last else more, False)
