@@ -97,7 +97,9 @@ class Client:
     def _connect(self, source: str) -> None:
         try:
             reply = self._query("connection_request", {})
-        except CorralTimeoutError:
+        except CorralError as err:
+            if not isinstance(err, CorralTimeoutError) and "no connection" not in str(err):
+                raise
             url = channel_url(self.connection_info, "registration")
             raise CorralTimeoutError(
                 f"the controller at {url} did not answer within {self.timeout:g} s "

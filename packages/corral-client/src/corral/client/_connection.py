@@ -27,9 +27,10 @@ CHANNEL_KINDS: Final = {
     "notification": zmq.SUB,
 }
 
-# Channels that carry results, whose frames can be any size: the peer is the controller named
+# Channels that carry results (registration: results fetched from the hub), whose frames can
+# be any size: the peer is the controller named
 # in a connection file we chose to trust, and every message is still MAC-checked.
-_UNLIMITED: Final = frozenset({"mux", "control", "task"})
+_UNLIMITED: Final = frozenset({"mux", "control", "task", "broadcast", "registration"})
 
 
 def load_connection_info(
@@ -120,6 +121,10 @@ def connect_socket(
             admit(sock, key)
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+        else:
+            # requests queue in ZeroMQ however many are sent, so the IO thread's non-blocking
+            # sends are refused only when there is no connection at all (see _ioloop._send)
+            sock.setsockopt(zmq.SNDHWM, 0)
         sock.connect(url)
     except BaseException:
         sock.close(linger=0)

@@ -183,7 +183,7 @@ class DirectView(View):
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         ids, uuids, single = self._resolve(targets)
-        payload = ({"code": code, "silent": bool(silent)}, ())
+        payload = ({"code": code, "silent": bool(silent), "serializer": self._serializer.name}, ())
         ar = self._send(
             "execute_request", [payload] * len(ids), ids, uuids, fname="execute", single=single, track=False
         )
@@ -242,9 +242,9 @@ class DirectView(View):
             When blocking, if a name is not defined on an engine (``NameError``).
         """
         if isinstance(names, str):
-            content = {"names": [names], "single": True}
+            content = {"names": [names], "single": True, "serializer": self._serializer.name}
         elif isinstance(names, (list, tuple, set)) and all(isinstance(n, str) for n in names):
-            content = {"names": list(names), "single": False}
+            content = {"names": list(names), "single": False, "serializer": self._serializer.name}
         else:
             raise TypeError(f"names must be a str or a list of str, not {names!r}")
         ids, uuids, single = self._resolve(targets)

@@ -22,13 +22,14 @@ class EngineTable:
 
     Updated from the connection snapshot and then by notifications (IO thread), under a
     lock; read from any thread without one: each change installs a new dict, so a reader
-    always sees a consistent table. Ids are never reused within a cluster, so an id once seen
-    unregistered is never added again, whatever order messages arrive in.
+    always sees a consistent table. An engine (a uuid) once seen unregistered is never added
+    again, whatever order messages arrive in; its id may come back with a new engine (a
+    restart under the same id, an MPI rank).
     """
 
     def __init__(self) -> None:
         self._engines: dict[int, str] = {}
-        self._gone: set[int] = set()
+        self._gone: set[str] = set()
         self._changed = threading.Condition()
 
     # -- updates (the IO thread, and the connection snapshot) ---------------------------------
@@ -42,27 +43,36 @@ class EngineTable:
             table = dict(self._engines)
             for key, uuid in engines.items():
                 eid = int(key)
-                if eid not in self._gone:
+                if str(uuid) not in self._gone:
                     table[eid] = str(uuid)
             self._install(table)
 
     def register(self, eid: int, uuid: str) -> None:
         """An ``engine_registered`` notification."""
         with self._changed:
-            if eid in self._gone:
+            if uuid in self._gone:
                 return
             table = dict(self._engines)
             table[eid] = uuid
             self._install(table)
 
-    def unregister(self, eid: int) -> str | None:
-        """An ``engine_unregistered`` notification; returns the engine's uuid if it was known."""
+    def unregister(self, eid: int, uuid: str | None = None) -> str | None:
+        """An ``engine_unregistered`` notification; returns the engine's uuid if it was known.
+
+        With ``uuid`` given, the id is dropped only if it still belongs to that engine (a new
+        engine may already hold the id again).
+        """
         with self._changed:
-            self._gone.add(eid)
             table = dict(self._engines)
-            uuid = table.pop(eid, None)
-            self._install(table)
-            return uuid
+            current = table.get(eid)
+            gone = uuid or current
+            if gone:
+                self._gone.add(gone)
+            if current is not None and (uuid is None or current == uuid):
+                del table[eid]
+                self._install(table)
+                return current
+            return None
 
     def _install(self, table: dict[int, str]) -> None:
         self._engines = table

@@ -22,7 +22,7 @@ from corral.client._connection import CHANNEL_KINDS, connect_socket
 from corral.client._engines import EngineTable
 from corral.client._store import Request, ResultStore
 from corral.wire.connection import ConnectionInfo
-from corral.wire.errors import EngineError, MessageRejected
+from corral.wire.errors import CorralError, EngineError, MessageRejected
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
 from corral.wire.session import Session
@@ -191,7 +191,17 @@ class IOThread:
         sock = self.sockets[channel]
         try:
             for parts in frames:
-                sock.send_multipart(parts, copy=False)
+                # never block the IO thread: a DEALER without a connection (e.g. refused by the
+                # controller's gate) would block a plain send forever
+                sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            err = CorralError(
+                f"cannot send on the {channel} channel: there is no connection to the controller "
+                "(it refused this client's key, or is not running)"
+            )
+            log.error("%s", err)
+            for req in requests:
+                self.store.complete(req, error=err)
         except Exception as err:
             log.error("sending on %s failed: %s", channel, err)
             for req in requests:
@@ -201,7 +211,16 @@ class IOThread:
 
     def _send_query(self, frames: Sequence[Any], msg_id: str) -> None:
         try:
-            self.sockets["registration"].send_multipart(frames, copy=False)
+            self.sockets["registration"].send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            fut = self._queries.pop(msg_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(
+                    CorralError(
+                        "cannot reach the controller's registration channel: no connection "
+                        "(it refused this client's key, or is not running)"
+                    )
+                )
         except Exception as err:
             fut = self._queries.pop(msg_id, None)
             if fut is not None and not fut.done():
@@ -262,7 +281,8 @@ class IOThread:
                     continue
                 self.engines.register(eid, uuid)
             elif msg.msg_type == "engine_unregistered":
-                uuid = self.engines.unregister(eid) or str(content.get("uuid", ""))
+                sent_uuid = content.get("uuid") if isinstance(content.get("uuid"), str) else None
+                uuid = self.engines.unregister(eid, sent_uuid) or str(sent_uuid or "")
                 reason = str(content.get("reason") or "unregistered")
                 self.reactor.call_later(STRANDED_GRACE, self._fail_stranded, eid, uuid, reason)
 
