@@ -29,3 +29,14 @@ def test_unusable_cluster_ids_are_refused(bad: str) -> None:
 def test_usable_cluster_ids() -> None:
     for ok in ("default", "sweep-2", "A.b_c", "1"):
         assert validate_cluster_id(ok) == ok
+
+
+def test_private_dir_creates_missing_parents_0700(tmp_path: Path) -> None:
+    import stat
+
+    from corral.wire.paths import private_dir
+
+    target = tmp_path / "a" / "b" / "c"
+    assert private_dir(target) == target
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", target):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -145,8 +145,9 @@ class Hub:
                 log.info("dropping a late reply to %s: it was already answered", msg_id)
                 return False
             return True
-        uuid = engine.decode(errors="replace")
-        self.completed[uuid] = self.completed.get(uuid, 0) + 1
+        if channel in ("mux", "task"):  # queue_status counts executions, not control replies
+            uuid = engine.decode(errors="replace")
+            self.completed[uuid] = self.completed.get(uuid, 0) + 1
         return True
 
     def delivered(self, channel: str, raw: RawMessage, client: bytes, ok: bool) -> None:

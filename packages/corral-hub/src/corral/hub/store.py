@@ -3,7 +3,7 @@
 Records go through three states: ``pending`` (routed, no reply yet), ``completed`` and not yet
 collected (the reply could not be handed to its client, or nobody has fetched it), and
 ``collected`` (handed to a client). Uncollected results are never dropped to cap a count: the
-store only trims collected ones, least recently used first, beyond ``max_collected`` records or
+store only trims collected ones, the earliest collected first, beyond ``max_collected`` records or
 ``max_collected_bytes`` of buffers, and drops anything only when :meth:`purge` says so.
 
 Buffers are kept as the ZeroMQ frames they arrived in: storing a result copies nothing.

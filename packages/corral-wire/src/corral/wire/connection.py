@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
 
 from corral.wire.errors import ConnectionFileError
+from corral.wire.paths import private_dir
 from corral.wire.protocol import PROTOCOL_VERSION, check_protocol_version
 from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 
@@ -206,8 +207,7 @@ def write_connection_file(path: str | os.PathLike[str], info: ConnectionInfo) ->
     validate_connection_info(dict(info), source=str(path))
     target = Path(path)
     directory = target.parent
-    if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         os.fchmod(fd, 0o600)

@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 from typing import Final
 
-__all__ = ["DEFAULT_CLUSTER_ID", "cluster_record_path", "connection_file_path", "corral_dir", "validate_cluster_id"]
+__all__ = [
+    "DEFAULT_CLUSTER_ID",
+    "cluster_record_path",
+    "connection_file_path",
+    "corral_dir",
+    "private_dir",
+    "validate_cluster_id",
+]
 
 #: The cluster id used when none is given.
 DEFAULT_CLUSTER_ID: Final = "default"
@@ -65,3 +72,18 @@ def cluster_record_path(cluster_id: str = DEFAULT_CLUSTER_ID) -> Path:
         If the cluster id is invalid.
     """
     return corral_dir() / "clusters" / f"{validate_cluster_id(cluster_id)}.json"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parents with mode 0700; return ``path``.
+
+    Directories that already exist are left as they are.
+    """
+    missing = []
+    current = Path(path)
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return Path(path)

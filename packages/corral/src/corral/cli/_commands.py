@@ -67,15 +67,20 @@ def cmd_start(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-    cluster = Cluster(
-        args.n,
-        cluster_id=args.cluster_id,
-        engines=args.engines,
-        ip=args.ip,
-        log_level=args.log_level,
-        engine_timeout=args.timeout,
-        shutdown_atexit=False,
-    )
+    try:
+        cluster = Cluster(
+            args.n,
+            cluster_id=args.cluster_id,
+            engines=args.engines,
+            ip=args.ip,
+            log_level=args.log_level,
+            engine_timeout=args.timeout,
+            shutdown_atexit=False,
+            signature_scheme=args.signature_scheme,
+        )
+    except ValueError as err:
+        print(f"corral start: {err}", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
     try:
         client = cluster.start_and_connect_sync()

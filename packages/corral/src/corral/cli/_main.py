@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)"
     )
     start.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
+
+    start.add_argument(
+        "--signature-scheme",
+        default=DEFAULT_SCHEME,
+        choices=SCHEMES,
+        help="how messages are authenticated (default: %(default)s; blake3-v1 for CPUs without AES instructions)",
+    )
 
     stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")
     add_cluster_id(stop)

@@ -17,15 +17,21 @@ import os
 import secrets
 import time
 import weakref
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from corral.cluster._sync import sync_twin
 from corral.launchers import Launched, LaunchError, find_launcher, stop_all
 from corral.wire import new_connection_info, write_connection_file
-from corral.wire.paths import cluster_record_path, connection_file_path, corral_dir, validate_cluster_id
+from corral.wire.paths import (
+    cluster_record_path,
+    connection_file_path,
+    corral_dir,
+    private_dir,
+    validate_cluster_id,
+)
 from corral.wire.protocol import CHANNELS
+from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 from corral.wire.testing import free_ports
 
 if TYPE_CHECKING:
@@ -66,6 +72,9 @@ class Cluster:
         Stop the cluster when this Python process exits, and let its processes stop by
         themselves if this process dies without stopping them (on by default; ``corral start``
         turns it off for clusters that outlive the command).
+    signature_scheme
+        How messages are authenticated (see :mod:`corral.wire.signing`); the default needs a
+        CPU with AES instructions to be fast, ``"blake3-v1"`` does not.
 
     Examples
     --------
@@ -85,6 +94,7 @@ class Cluster:
         log_level: str = "WARNING",
         engine_timeout: float = 60.0,
         shutdown_atexit: bool = True,
+        signature_scheme: str = DEFAULT_SCHEME,
     ) -> None:
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
@@ -98,9 +108,12 @@ class Cluster:
         self.log_level = log_level
         self.engine_timeout = engine_timeout
         self.shutdown_atexit = shutdown_atexit
+        if signature_scheme not in SCHEMES:
+            raise ValueError(f"unknown signature scheme {signature_scheme!r}; choose one of {', '.join(SCHEMES)}")
+        self.signature_scheme = signature_scheme
         self.connection_file = connection_file_path(self.cluster_id)
         self.log_dir = corral_dir() / "logs" / self.cluster_id
-        launcher_class = find_launcher(engines)
+        launcher_class = find_launcher(engines)  # ValueError naming the known launchers
         self.engine_launcher = launcher_class(self.log_dir, lifeline=shutdown_atexit)
         self.controller_launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
         self.controller: Launched | None = None
@@ -130,7 +143,10 @@ class Cluster:
         if self.controller is not None and self.controller.alive():
             raise RuntimeError(f"the controller of cluster {self.cluster_id!r} is already running")
         info = new_connection_info(
-            dict(zip(CHANNELS, free_ports(len(CHANNELS)), strict=False)), cluster_id=self.cluster_id, ip=self.ip
+            dict(zip(CHANNELS, free_ports(len(CHANNELS)), strict=True)),
+            cluster_id=self.cluster_id,
+            ip=self.ip,
+            signature_scheme=self.signature_scheme,
         )
         write_connection_file(self.connection_file, info)
         args = [
@@ -179,7 +195,7 @@ class Cluster:
         while True:
             if not self.controller.alive():
                 raise self.controller.failure(f"the controller of cluster {self.cluster_id!r}")
-            if "corral controller ready" in _read_log(self.controller.log):
+            if "corral controller ready" in self.controller.output():
                 return
             if time.monotonic() > deadline:
                 raise LaunchError(
@@ -213,7 +229,8 @@ class Cluster:
         count = len(self.engines) if n is None else n
         client = self._client or await self.connect_client()
         self._client = client
-        deadline = time.monotonic() + (self.engine_timeout if timeout is None else timeout)
+        limit = self.engine_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while len(client.ids) < count:
             for eng in self.engines:
                 if not eng.alive():
@@ -223,7 +240,7 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise LaunchError(
                     f"only {len(client.ids)} of {count} engines registered within "
-                    f"{self.engine_timeout:.0f} s; engine logs are in {self.log_dir}"
+                    f"{limit:g} s; engine logs are in {self.log_dir}"
                 )
             await asyncio.sleep(0.01)
 
@@ -235,16 +252,23 @@ class Cluster:
         LaunchError
             If the controller or an engine fails to start (the cluster is stopped again).
         """
+        if activate:
+            try:
+                from corral.magics import activate as activate_magics  # type: ignore[attr-defined]
+            except ImportError:
+                raise ImportError(
+                    "activate=True needs the %px magics: pip install corral-magics (or corral[magics])"
+                ) from None
         try:
             await self.start_cluster(n)
             client = await self.connect_client()
             self._client = client
             await self.wait_for_engines(len(self.engines))
+            if activate:
+                activate_magics(client[:])
         except BaseException:
             await self.stop_cluster()
             raise
-        if activate:
-            client[:].activate()  # type: ignore[attr-defined]
         return client
 
     # -- stopping -----------------------------------------------------------------------------
@@ -298,14 +322,18 @@ class Cluster:
             "log_dir": str(self.log_dir),
         }
         path = cluster_record_path(self.cluster_id)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record, indent=2))
         os.replace(tmp, path)
 
     # -- sync twins and context managers ------------------------------------------------------
 
     start_controller_sync = sync_twin(start_controller)
+    #: ipyparallel's short name for :meth:`start_cluster_sync`
+    start_sync = sync_twin(start_cluster)
     start_engines_sync = sync_twin(start_engines)
     start_cluster_sync = sync_twin(start_cluster)
     connect_client_sync = sync_twin(connect_client)
@@ -314,6 +342,8 @@ class Cluster:
     stop_engines_sync = sync_twin(stop_engines)
     stop_controller_sync = sync_twin(stop_controller)
     stop_cluster_sync = sync_twin(stop_cluster)
+    #: ipyparallel's short name for :meth:`stop_cluster_sync`
+    stop_sync = sync_twin(stop_cluster)
 
     def __enter__(self) -> Client:
         return self.start_and_connect_sync()
@@ -328,10 +358,3 @@ class Cluster:
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop_cluster()
-
-
-def _read_log(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""

@@ -7,6 +7,7 @@ connection file last, so a peer that can read the file finds every socket bound.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -125,13 +126,24 @@ class Controller:
             try:
                 socket.bind(f"tcp://{url_ip}:{port}")
             except zmq.ZMQError as err:
-                raise OSError(
-                    f"cannot bind the {channel} channel to {self.ip}:{port}: {err.strerror}. "
-                    "Another program (or another corral controller) uses that port: choose other "
-                    "ports, or stop the other controller (`corral list`, `corral stop`)."
-                ) from None
+                if err.errno == errno.EADDRINUSE:
+                    fix = (
+                        "Another program (or another corral controller) uses that port: choose other "
+                        "ports, or stop the other controller (`corral list`, `corral stop`)."
+                    )
+                elif err.errno == errno.EADDRNOTAVAIL:
+                    fix = f"{self.ip} is not an address of this machine: use one of its addresses, or 127.0.0.1."
+                else:
+                    fix = "Check the address and port."
+                raise OSError(f"cannot bind the {channel} channel to {self.ip}:{port}: {err.strerror}. {fix}") from None
             return port
-        return socket.bind_to_random_port(f"tcp://{url_ip}")
+        try:
+            return socket.bind_to_random_port(f"tcp://{url_ip}")
+        except zmq.ZMQError as err:
+            raise OSError(
+                f"cannot bind the {channel} channel on {self.ip}: {err.strerror}. "
+                f"Is {self.ip} an address of this machine? (127.0.0.1 always is)"
+            ) from None
 
     def start(self) -> ConnectionInfo:
         """Bind every channel, wire hub and relays, and write the connection file.

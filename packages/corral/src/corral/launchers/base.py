@@ -41,6 +41,17 @@ class Launched:
     popen: subprocess.Popen[bytes] | None = None
     pid: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: where this process's output starts in ``log`` (logs are appended to across runs)
+    log_offset: int = 0
+
+    def output(self) -> str:
+        """Everything this process wrote to its log so far."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self.log_offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def alive(self) -> bool:
         """True while the process runs (works for processes started by another program too)."""
@@ -68,8 +79,8 @@ class Launched:
         return f"exited with code {code}"
 
     def failure(self, what: str) -> LaunchError:
-        """A :class:`LaunchError` naming the command, how it ended and the tail of its log."""
-        out = tail(self.log) or "(no output)"
+        """A :class:`LaunchError` naming the command, how it ended and the tail of its output."""
+        out = "\n".join(self.output().splitlines()[-20:]) or "(no output)"
         return LaunchError(
             f"{what} {self.exit_description()}.\n  command: {' '.join(self.cmd)}\n  log: {self.log}\n{out}"
         )

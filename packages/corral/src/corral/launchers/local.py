@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from corral.launchers.base import Launched
+from corral.wire.paths import private_dir
 
 __all__ = ["LocalLauncher"]
 
@@ -53,7 +54,7 @@ class LocalLauncher:
         OSError
             If the process cannot be started or the log cannot be opened.
         """
-        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.log_dir)
         log = self.log_dir / log_name
         cmd = [sys.executable, "-m", *args]
         env = dict(os.environ)
@@ -63,7 +64,9 @@ class LocalLauncher:
             read_end = self._lifeline_read_end()
             env["CORRAL_LIFELINE_FD"] = str(read_end)
             fds = (read_end,)
-        with open(log, "ab") as out:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        offset = os.lseek(fd, 0, os.SEEK_END)
+        with os.fdopen(fd, "ab") as out:
             popen = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -74,7 +77,7 @@ class LocalLauncher:
                 start_new_session=True,
                 close_fds=True,
             )
-        return Launched(cmd, log, popen, popen.pid)
+        return Launched(cmd, log, popen, popen.pid, log_offset=offset)
 
     def close(self) -> None:
         """Drop the lifeline: children still holding it stop by themselves."""
