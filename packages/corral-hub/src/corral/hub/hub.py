@@ -49,13 +49,24 @@ def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
     return "exited"
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def _parent_id(raw: RawMessage) -> str | None:
     frame = raw.frames[1]
-    data = frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
+    data = frame if type(frame) is bytes else frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
     try:
-        parent = json.loads(data)
-    except ValueError:
-        return None
+        # json.loads minus its encoding detection and whitespace handling (once per reply, on
+        # the hot path); anything else (whitespace, other encodings, errors) goes to json.loads
+        text = str(data, "utf-8")
+        parent, end = _raw_decode(text)
+        if end != len(text):
+            raise ValueError("trailing data")
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        try:
+            parent = json.loads(data)
+        except ValueError:
+            return None
     msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
     return msg_id if isinstance(msg_id, str) else None
 
