@@ -227,7 +227,8 @@ class Cluster:
             or they do not all register within ``timeout`` (default ``engine_timeout``).
         """
         count = len(self.engines) if n is None else n
-        client = self._client or await self.connect_client()
+        # not `self._client or ...`: a Client with no engines yet is falsy (len 0)
+        client = self._client if self._client is not None else await self.connect_client()
         self._client = client
         limit = self.engine_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
