@@ -29,10 +29,12 @@ def test_abort_named_queued_requests(controller: Any, engine: Engine) -> None:
     reply = control(controller, "abort_request", {"msg_ids": [queued[0], queued[2]]})
     assert reply.msg_type == "abort_reply"
     assert reply.content == {"status": "ok"}
+    assert reply.header["status"] == "ok"
     assert reply.metadata["engine_id"] == 0
     assert controller.reply(blocker).content["status"] == "ok"
     first, second, third = (controller.reply(m) for m in queued)
     assert first.content["status"] == "aborted"
+    assert first.header["status"] == "aborted"
     assert first.content["ename"] == "TaskAborted"
     assert first.metadata["status"] == "aborted"
     assert first.metadata["error"]["ename"] == "TaskAborted"

@@ -32,6 +32,7 @@ def test_apply_returns_the_result_with_full_metadata(controller: Any, engine: En
     assert reply.msg_type == "apply_reply"
     assert reply.idents == [engine.uuid.encode("ascii"), b"client-1"]
     assert reply.content == {"status": "ok", "serializer": "pickle"}
+    assert reply.header["status"] == "ok"  # schedulers read the outcome from the header
     assert controller.value_of(reply) == 5
     meta = reply.metadata
     assert set(meta) == {
@@ -109,6 +110,7 @@ def test_user_exception_becomes_a_remote_error_with_traceback(controller: Any, e
     msg_id = controller.apply(fails, 1)
     reply = controller.reply(msg_id)
     assert reply.content["status"] == "error"
+    assert reply.header["status"] == "error"
     assert reply.content["ename"] == "ZeroDivisionError"
     assert reply.content["engine_info"] == {"engine_id": 0, "engine_uuid": engine.uuid, "method": "apply"}
     tb = "".join(reply.content["traceback"])

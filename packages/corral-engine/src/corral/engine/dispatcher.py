@@ -176,8 +176,10 @@ class Dispatcher:
                 continue  # counted and logged by the session; never acted on
             reply = self.control.handle(msg)
             meta = {**self.control.engine_info, "status": reply.content.get("status")}
+            out = self.session.msg(reply.msg_type, reply.content, parent=msg, metadata=meta)
+            out.header["status"] = meta["status"]  # type: ignore[typeddict-unknown-key]
             try:
-                self.session.send(sock, reply.msg_type, reply.content, parent=msg, ident=msg.idents, metadata=meta)
+                self.session.send(sock, out, ident=msg.idents)
             except zmq.ZMQError as err:
                 log.warning("could not send %s: %s", reply.msg_type, err)
             if reply.after is not None:

@@ -202,7 +202,10 @@ class Executor:
             self._reply(pending, "ok", outcome.content, outcome.buffers, None, started, output)
         else:
             extra = {"execution_count": count} if is_execute else {}
-            self._reply(pending, "error", extra, [], error, started, output)
+            # a task's own dependency (@depend, @require) not met here: the task scheduler tries
+            # another engine (docs/scheduling.md); matched by name, the class lives in corral.wire
+            status = "unmet" if error is not None and error["ename"] == "UnmetDependency" else "error"
+            self._reply(pending, status, extra, [], error, started, output)
         # after the reply: nothing the client waits for competes with it for the GIL
         self.iopub.publish("status", {"execution_state": "idle"}, parent)
 
@@ -243,6 +246,8 @@ class Executor:
         }
         reply_type = msg.msg_type.removesuffix("_request") + "_reply"
         reply = self.session.msg(reply_type, content, parent=msg, metadata=metadata)
+        # schedulers read a reply's outcome from its header alone (docs/scheduling.md)
+        reply.header["status"] = status  # type: ignore[typeddict-unknown-key]
         frames = self.session.serialize(reply, buffers, msg.idents)
         if len(buffers) > 1:
             # out-of-band buffers share memory with namespace objects: track them, so the next
