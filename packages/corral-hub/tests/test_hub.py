@@ -158,3 +158,40 @@ def test_uncollected_results_are_never_culled_collected_ones_are_bounded() -> No
         assert store.get(f"m{i}") is not None
     assert store.purge() == 8
     assert store.stats()["uncollected"] == 0
+
+
+def test_task_requests_are_left_to_their_scheduler_and_outcomes_are_answered(bench: HubBench) -> None:
+    uuid, reply = bench.engine()
+    bench.note()
+    bench.hub.unassigned = lambda: 3
+    task = bench.request(uuid, channel="task")
+    mux = bench.request(uuid)
+    assert bench.on_loop(bench.hub.outcome, task.msg_id) == ("pending", None, uuid)
+    assert bench.on_loop(bench.hub.outcome, "nope") == ("unknown", None, None)
+    status = bench.ask("queue_request", {"targets": None, "verbose": False}).content
+    assert status[str(reply.content["id"])] == {"queue": 1, "tasks": 1, "completed": 0}
+    assert status["unassigned"] == 3
+    bench.hearts[uuid].set()  # the engine dies: its mux request fails here, its task does not
+    bench.note()
+    bench.wait_for(lambda: len(bench.sent_replies) == 1)
+    assert bench.sent_replies[0][3]["msg_id"] == mux.msg_id
+    assert bench.on_loop(bench.hub.outcome, mux.msg_id) == ("completed", "error", uuid)
+    assert bench.on_loop(bench.hub.outcome, task.msg_id)[0] == "pending"
+    # the scheduler answers the task itself (and one it never routed) and stores the replies
+    parts = ("apply_reply", {"status": "error", "ename": "EngineError"}, {"status": "error"})
+    bench.on_loop(bench.hub.answered, "task", b"client-1", uuid, dict(task.header), parts, True)
+    never = {"msg_id": "never-routed", "msg_type": "apply_request"}
+    bench.on_loop(bench.hub.answered, "task", b"client-1", "", never, parts, False)
+    assert bench.on_loop(bench.hub.outcome, task.msg_id) == ("completed", "error", uuid)
+    assert bench.on_loop(bench.hub.outcome, "never-routed") == ("completed", "error", None)
+    results = bench.ask("result_request", {"msg_ids": ["never-routed"]}).content["results"]
+    assert results["never-routed"]["content"]["ename"] == "EngineError"
+
+
+def test_a_resubmitted_request_moves_to_its_new_engine() -> None:
+    store = MemoryStore()
+    store.add_request(Record("t", "task", b"c", "e0", {"msg_id": "t"}))
+    store.add_request(Record("t", "task", b"c", "e1", {"msg_id": "t"}))
+    assert store.pending_on("e0") == []
+    assert [r.engine for r in store.pending_on("e1")] == ["e1"]
+    assert store.stats()["pending"] == 1

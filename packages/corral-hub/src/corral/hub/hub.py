@@ -52,6 +52,15 @@ def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
 _raw_decode = json.JSONDecoder().raw_decode
 
 
+def _loads_frame(frame: Any) -> dict[str, Any]:
+    data = frame if type(frame) is bytes else frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def _parent_id(raw: RawMessage) -> str | None:
     frame = raw.frames[1]
     data = frame if type(frame) is bytes else frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
@@ -123,6 +132,8 @@ class Hub:
         self.on_lost: list[Callable[[EngineRecord], None]] = []
         #: per channel, how to send a reply the controller makes on an engine's behalf
         self.reply_senders: dict[str, ReplySender] = {}
+        #: how many tasks a scheduler holds that are on no engine yet (queue_status's unassigned)
+        self.unassigned: Callable[[], int] | None = None
         #: called when a client asks the controller to stop
         self.on_shutdown: Callable[[], None] | None = None
         self.completed: dict[str, int] = {}
@@ -180,6 +191,54 @@ class Hub:
         """Engine output passed by (kept by clients; nothing stored here yet)."""
         return None
 
+    def answered(
+        self,
+        channel: str,
+        client: bytes,
+        engine: str,
+        request_header: dict[str, Any],
+        parts: tuple[str, dict[str, Any], dict[str, Any]],
+        delivered: bool,
+    ) -> None:
+        """Store a reply a scheduler made itself (e.g. ``ImpossibleDependency``, ``EngineError``).
+
+        The request is recorded first if it was never routed to an engine.
+        """
+        msg_id = request_header.get("msg_id")
+        if not isinstance(msg_id, str):
+            return
+        if self.store.get(msg_id) is None:
+            self.store.add_request(Record(msg_id, channel, client, engine, dict(request_header)))
+        self.store.complete(msg_id, None, parts)
+        if delivered:
+            self.store.mark_collected(msg_id)
+
+    def outcome(self, msg_id: str) -> tuple[str, str | None, str | None]:
+        """What became of ``msg_id``, for schedulers' dependency checks.
+
+        Returns
+        -------
+        (state, status, engine_uuid)
+            ``state`` is ``"unknown"``, ``"pending"`` or ``"completed"``; ``status`` the reply's
+            (``"ok"``, ``"error"``, ``"aborted"``) once completed; ``engine_uuid`` where it was
+            routed ("" or None if nowhere).
+        """
+        record = self.store.get(msg_id)
+        if record is None:
+            return ("unknown", None, None)
+        engine = record.engine or None
+        if not record.done:
+            return ("pending", None, engine)
+        status: Any = None
+        if record.reply_frames is not None:
+            header = _loads_frame(record.reply_frames[0])
+            status = header.get("status")
+            if not isinstance(status, str):
+                status = _loads_frame(record.reply_frames[2]).get("status")
+        elif record.reply_parts is not None:
+            status = record.reply_parts[2].get("status")
+        return ("completed", status if isinstance(status, str) else "error", engine)
+
     # -- engine lifecycle ----------------------------------------------------------------------
 
     def _on_pong(self, uuid: str) -> None:
@@ -224,7 +283,11 @@ class Hub:
         self._notify("engine_registered", {"id": record.id, "uuid": record.uuid})
 
     def lose(self, record: EngineRecord, reason: str) -> None:
-        """Declare an engine gone: fail its pending requests with :class:`EngineError`."""
+        """Declare an engine gone: fail its pending requests with :class:`EngineError`.
+
+        Only requests of channels with a :attr:`reply_senders` entry (mux, control) are failed
+        here; the task scheduler, told through :attr:`on_lost`, resubmits or fails its own.
+        """
         if record.state == "gone":
             return
         was_live = record.state == "live"
@@ -234,6 +297,9 @@ class Hub:
         for callback in self.on_lost:
             callback(record)
         for pending in self.store.pending_on(record.uuid):
+            sender = self.reply_senders.get(pending.channel)
+            if sender is None:
+                continue  # the channel's scheduler (tasks) resubmits or fails its own requests
             what = pending.request_header.get("msg_type", "request")
             err = EngineError(
                 "EngineError",
@@ -242,10 +308,7 @@ class Hub:
             info = {"engine_id": record.id, "engine_uuid": record.uuid}
             parts = error_reply(err, pending.request_header, info)  # type: ignore[arg-type]
             self.store.complete(pending.msg_id, None, parts)
-            sender = self.reply_senders.get(pending.channel)
-            if sender is not None and sender(
-                pending.client, record.ident, parts[0], pending.request_header, parts[1], parts[2]
-            ):
+            if sender(pending.client, record.ident, parts[0], pending.request_header, parts[1], parts[2]):
                 self.store.mark_collected(pending.msg_id)
         if was_live:
             self._notify("engine_unregistered", {"id": record.id, "uuid": record.uuid, "reason": reason})
@@ -346,7 +409,7 @@ class Hub:
                 entry["queue"] = [p.msg_id for p in pending if p.channel == "mux"]
                 entry["tasks"] = [p.msg_id for p in pending if p.channel == "task"]
             status[str(record.id)] = entry
-        status["unassigned"] = 0
+        status["unassigned"] = self.unassigned() if self.unassigned is not None else 0
         self._reply(msg, "queue_reply", status)
 
     def _result_request(self, msg: Message) -> None:

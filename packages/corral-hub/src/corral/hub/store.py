@@ -69,7 +69,7 @@ class ResultStore(Protocol):
     """What the hub needs from a store (in memory, or SQLite)."""
 
     def add_request(self, record: Record) -> None:
-        """Remember a routed request."""
+        """Remember a routed request; a pending one with the same msg_id moves to this engine."""
 
     def get(self, msg_id: str) -> Record | None:
         """Return the record of ``msg_id``, or None."""
@@ -110,6 +110,14 @@ class MemoryStore:
         self._collected_bytes = 0
 
     def add_request(self, record: Record) -> None:
+        old = self._records.get(record.msg_id)
+        if old is not None and not old.done:
+            # resubmitted elsewhere (a task retried on another engine): it is pending there now
+            pending = self._pending_by_engine.get(old.engine)
+            if pending is not None:
+                pending.pop(old.msg_id, None)
+                if not pending:
+                    del self._pending_by_engine[old.engine]
         self._records[record.msg_id] = record
         self._pending_by_engine.setdefault(record.engine, {})[record.msg_id] = record
 

@@ -2,10 +2,12 @@
 
 - :class:`DirectRelay` relays direct (MUX) and control requests to the engine a client names;
 - :class:`IOPubRelay` relays engine output to every client;
-- :class:`Monitor` is what relays report to the hub.
+- :class:`TaskScheduler` schedules load-balanced tasks (engine choice in
+  :mod:`corral.scheduler.policies`, dependencies in :mod:`corral.scheduler.dependencies`);
+- :class:`Monitor` (and :class:`TaskMonitor`) is what they report to the hub.
 
-Relays check signatures and read headers only: payload frames pass through untouched and
-uncopied. The load-balanced task scheduler and broadcast land with their own issue.
+Schedulers check signatures and read headers only: payload frames pass through untouched and
+uncopied. Broadcast lands with its own change.
 """
 
 from __future__ import annotations
@@ -14,5 +16,15 @@ from corral.scheduler._version import __version__
 from corral.scheduler.iopub import IOPubRelay
 from corral.scheduler.monitor import Monitor, NullMonitor
 from corral.scheduler.relay import DirectRelay, drain
+from corral.scheduler.task import TaskMonitor, TaskScheduler
 
-__all__ = ["DirectRelay", "IOPubRelay", "Monitor", "NullMonitor", "__version__", "drain"]
+__all__ = [
+    "DirectRelay",
+    "IOPubRelay",
+    "Monitor",
+    "NullMonitor",
+    "TaskMonitor",
+    "TaskScheduler",
+    "__version__",
+    "drain",
+]

@@ -32,6 +32,18 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heartbeat-misses", type=int, default=4, help="missed heartbeats before an engine is declared dead"
     )
+    parser.add_argument(
+        "--scheme",
+        default="leastload",
+        choices=["leastload", "lru", "plainrandom", "twobin", "weighted"],
+        help="how load-balanced tasks choose an engine (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hwm",
+        type=int,
+        default=None,
+        help="most load-balanced tasks outstanding per engine, 0 for no limit (default: 2)",
+    )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -49,6 +61,9 @@ def run_controller(args: argparse.Namespace) -> int:
         print(
             "corral controller: --heartbeat-period must be positive and --heartbeat-misses at least 1", file=sys.stderr
         )
+        return 2
+    if args.hwm is not None and args.hwm < 0:
+        print("corral controller: --hwm must be 0 (no limit) or positive", file=sys.stderr)
         return 2
     from corral.wire import ConnectionFileError, read_connection_file
     from corral.wire.lifeline import watch_lifeline
@@ -81,6 +96,8 @@ def run_controller(args: argparse.Namespace) -> int:
         connection_file=args.connection_file,
         heartbeat_period=args.heartbeat_period,
         heartbeat_misses=args.heartbeat_misses,
+        task_scheme=args.scheme,
+        **({} if args.hwm is None else {"task_hwm": args.hwm}),
         **settings,
     )
     watch_lifeline()

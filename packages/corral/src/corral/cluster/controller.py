@@ -19,6 +19,9 @@ import zmq
 
 from corral.hub import EngineRecord, Hub
 from corral.scheduler import DirectRelay, IOPubRelay
+from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
+from corral.scheduler.policies import SCHEMES as TASK_SCHEMES
+from corral.scheduler.task import DEFAULT_HWM, TaskScheduler
 from corral.wire import ConnectionInfo, Session, harden, new_connection_info, write_connection_file
 from corral.wire.gate import Gate
 from corral.wire.loop import Reactor
@@ -68,8 +71,17 @@ class Controller:
     heartbeat_period, heartbeat_misses
         Ping every ``heartbeat_period`` seconds; an engine silent for ``heartbeat_misses``
         periods is declared dead.
+    task_scheme
+        How the task scheduler chooses engines (:data:`corral.scheduler.policies.SCHEMES`).
+    task_hwm
+        Most load-balanced tasks outstanding per engine (0: no limit).
     context
         ZeroMQ context (a new one by default).
+
+    Raises
+    ------
+    ValueError
+        If a port names an unknown channel, ``task_scheme`` is unknown or ``task_hwm`` is negative.
 
     Examples
     --------
@@ -89,8 +101,16 @@ class Controller:
         connection_file: str | os.PathLike[str] | None = None,
         heartbeat_period: float = 0.5,
         heartbeat_misses: int = 4,
+        task_scheme: str = DEFAULT_TASK_SCHEME,
+        task_hwm: int = DEFAULT_HWM,
         context: zmq.Context[Any] | None = None,
     ) -> None:
+        if task_scheme not in TASK_SCHEMES:
+            raise ValueError(f"unknown scheme {task_scheme!r}; schemes are {', '.join(sorted(TASK_SCHEMES))}")
+        if task_hwm < 0:
+            raise ValueError(f"hwm must be 0 (no limit) or positive, not {task_hwm}")
+        self.task_scheme = task_scheme
+        self.task_hwm = task_hwm
         self.cluster_id = cluster_id
         self.ip = ip
         self.requested_ports = dict(ports or {})
@@ -112,6 +132,7 @@ class Controller:
         self.hub: Hub | None = None
         self.mux: DirectRelay | None = None
         self.control: DirectRelay | None = None
+        self.task: TaskScheduler | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -186,28 +207,40 @@ class Controller:
         )
         self.mux = DirectRelay("mux", self.session, s["mux"], s["mux_engine"], hub)
         self.control = DirectRelay("control", self.session, s["control"], s["control_engine"], hub)
+        task = self.task = TaskScheduler(
+            self.session,
+            s["task"],
+            s["task_engine"],
+            hub,
+            scheme=self.task_scheme,
+            hwm=self.task_hwm,
+            lookup=hub.outcome,
+        )
         iopub = IOPubRelay(self.session, s["iopub_engine"], s["iopub"], hub)
         relays = (self.mux, self.control)
 
         def engine_live(record: EngineRecord) -> None:
             for relay in relays:
                 relay.add_engine(record.ident, record.id)
+            task.add_engine(record.ident, record.id)
 
         def engine_lost(record: EngineRecord) -> None:
             for relay in relays:
                 relay.remove_engine(record.ident)
+            # before the hub fails mux/control requests: the scheduler resubmits or fails tasks
+            task.engine_lost(record.ident, record.reason)
 
         hub.on_live.append(engine_live)
         hub.on_lost.append(engine_lost)
         hub.reply_senders["mux"] = self.mux.send_reply
         hub.reply_senders["control"] = self.control.send_reply
+        hub.unassigned = task.unassigned
         hub.on_shutdown = self.stop
-        for part in (hub, self.mux, self.control, iopub):
+        for part in (hub, self.mux, self.control, task, iopub):
             part.register(self.reactor)
-        for channel in ("task_engine", "broadcast_engine"):
-            # load-balanced and broadcast scheduling land with their own issue; until then the
-            # engines' hellos on these sockets are read and dropped so nothing piles up
-            self.reactor.add_socket(s[channel], self._discard)
+        # broadcast scheduling lands with its own change; until then the engines' hellos on
+        # this socket are read and dropped so nothing piles up
+        self.reactor.add_socket(s["broadcast_engine"], self._discard)
         write_connection_file(self.connection_file, self.info)
         log.info("controller for cluster %r ready: %s", self.cluster_id, self.connection_file)
         return self.info
