@@ -20,6 +20,9 @@ AsyncResult, AsyncMapResult
     Results that are not in yet; futures, awaitable.
 Metadata
     What is known about one request (timestamps, engine, output).
+Dependency, depend, require
+    Dependencies of load-balanced tasks: on other tasks (``after``, ``follow``), and on the
+    engine itself (a check function, modules to import).
 Reference, interactive
     Refer to a name in the engine's namespace; send a function to run in it.
 RemoteError, CompositeError, EngineError, TaskAborted, TimeoutError, NoEnginesRegistered, ...
@@ -49,6 +52,7 @@ from corral.client.errors import (
     TimeoutError,  # noqa: A004 - corral's, a subclass of the builtin
 )
 from corral.wire.canning import Reference, interactive
+from corral.wire.dependencies import Dependency, depend, require
 
 __all__ = [
     "AsyncMapResult",
@@ -58,6 +62,7 @@ __all__ = [
     "ConnectionFileError",
     "ControllerLost",
     "CorralError",
+    "Dependency",
     "DependencyTimeout",
     "DirectView",
     "EngineError",
@@ -71,5 +76,7 @@ __all__ = [
     "TimeoutError",
     "View",
     "__version__",
+    "depend",
     "interactive",
+    "require",
 ]

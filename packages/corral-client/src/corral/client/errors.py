@@ -17,7 +17,8 @@ here or from there gives the same classes. The tree::
     │   └── ImpossibleDependency
     ├── TimeoutError               also a builtin TimeoutError
     ├── NoEnginesRegistered        nothing to run on
-    └── ControllerLost             the controller stopped answering
+    ├── ControllerLost             the controller stopped answering
+    └── UnmetDependency            (on engines) a task's @depend/@require is not met there
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from corral.wire.errors import (
     SerializationError,
     TaskAborted,
     TimeoutError,  # noqa: A004 - corral's, a subclass of the builtin
+    UnmetDependency,
     WireError,
 )
 
@@ -55,5 +57,6 @@ __all__ = [
     "SerializationError",
     "TaskAborted",
     "TimeoutError",
+    "UnmetDependency",
     "WireError",
 ]

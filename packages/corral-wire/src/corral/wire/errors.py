@@ -16,7 +16,9 @@ Every error corral raises derives from :class:`CorralError`::
     │   └── ImpossibleDependency   its dependencies can never be met
     ├── TimeoutError               also a builtin :class:`TimeoutError`
     ├── NoEnginesRegistered
-    └── ControllerLost
+    ├── ControllerLost
+    └── UnmetDependency            raised on an engine by ``@depend``/``@require`` wrappers;
+                                   the engine replies ``status: "unmet"`` (docs/scheduling.md)
 
 The engine turns an exception into a plain dict with :func:`wrap_exception` (type name, message,
 formatted traceback, engine id and uuid); the client turns that dict back into a
@@ -49,6 +51,7 @@ __all__ = [
     "SerializationError",
     "TaskAborted",
     "TimeoutError",
+    "UnmetDependency",
     "WireError",
     "WrappedException",
     "error_reply",
@@ -271,6 +274,15 @@ class NoEnginesRegistered(CorralError):
 
 class ControllerLost(CorralError):
     """The controller stopped answering; pending results raise this instead of hanging."""
+
+
+class UnmetDependency(CorralError):
+    """A task's own dependency (``@depend``, ``@require``) is not met on this engine.
+
+    Raised on the engine by the wrappers in :mod:`corral.wire.dependencies`; the engine
+    answers such a task with ``status: "unmet"`` so the scheduler can try another engine (and
+    fail it with :class:`ImpossibleDependency` when none is left).
+    """
 
 
 _REMOTE_CLASSES: dict[str, type[RemoteError]] = {

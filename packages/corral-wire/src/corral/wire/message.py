@@ -15,15 +15,23 @@ __all__ = ["Frame", "Header", "Message", "RawMessage", "parent_header_of"]
 Frame = Union[bytes, memoryview, "zmq.Frame"]
 
 
-class Header(TypedDict):
-    """The header every corral message carries (JSON on the wire)."""
-
+class _RequiredHeader(TypedDict):
     msg_id: str
     msg_type: str
     session: str
     username: str
     date: str
     version: str
+
+
+class Header(_RequiredHeader, total=False):
+    """The header every corral message carries (JSON on the wire).
+
+    ``sched``, optional, holds a task's or broadcast's scheduling options
+    (``docs/scheduling.md``): only schedulers read it.
+    """
+
+    sched: dict[str, Any]
 
 
 @dataclass(slots=True, eq=False)

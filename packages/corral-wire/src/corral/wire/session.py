@@ -53,7 +53,7 @@ _SIGNED: Final = 1
 _ENVELOPE: Final = struct.Struct("<BB16sQdI")
 _LENGTHS: Final = struct.Struct("<4Q")
 _MAJOR: Final = protocol_major(PROTOCOL_VERSION)
-_HEADER_KEYS: Final = frozenset(Header.__annotations__)
+_HEADER_KEYS: Final = frozenset(Header.__required_keys__)
 
 # MAC input: the four JSON frames and the buffer digests are joined and fed in one update
 # below this many bytes (fewer hasher calls), fed one by one above it (no copy of big frames).
