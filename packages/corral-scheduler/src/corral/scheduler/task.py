@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ DEFAULT_MAX_FINISHED = 10_000
 
 #: Seconds between looks at the hub for dependencies on requests of other channels.
 EXTERNAL_POLL = 0.05
+
+#: Seconds a prerequisite unknown everywhere is waited for before the task is failed: a
+#: request sent just before on another channel (mux) may reach the controller after the task.
+UNKNOWN_GRACE = 1.0
 
 _raw_decode = json.JSONDecoder().raw_decode
 
@@ -99,6 +104,7 @@ class Task:
     client: bytes
     raw: RawMessage
     seq: int
+    arrived: float = 0.0
     targets: frozenset[int] | None = None
     after: DependencySpec | None = None
     follow: DependencySpec | None = None
@@ -231,6 +237,7 @@ class TaskScheduler:
         self._reactor: Reactor | None = None
         self._poll: Timer | None = None
         self._saw_external = False
+        self._grace = False
         for sock in (client_socket, engine_socket):
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.SNDHWM, 0)
@@ -330,6 +337,8 @@ class TaskScheduler:
         if msg_id in self.tasks:
             return ("pending", None, None)
         state, status, engine = self.lookup(msg_id)
+        if state == "unknown" and self._grace:
+            state = "pending"
         if state == "pending":
             self._saw_external = True
         return (state, status, engine.encode() if isinstance(engine, str) else engine)
@@ -352,7 +361,7 @@ class TaskScheduler:
                 session.reject("task", MessageRejected("malformed", f"task {msg_id} is already being scheduled"))
                 continue
             self._seq += 1
-            task = Task(msg_id, client, raw, self._seq)
+            task = Task(msg_id, client, raw, self._seq, time.monotonic())
             self.tasks[msg_id] = task
             sched = raw.header.get("sched")
             if sched is None:
@@ -378,6 +387,7 @@ class TaskScheduler:
     def _evaluate(self, task: Task) -> None:
         """Judge a task's dependencies: fail it, keep it waiting, or queue it."""
         self._saw_external = False
+        self._grace = time.monotonic() - task.arrived < UNKNOWN_GRACE
         verdict = check(task.after, task.follow, self._lookup, self.engines)
         if verdict.verdict == IMPOSSIBLE:
             self._impossible(task, verdict.reason)
