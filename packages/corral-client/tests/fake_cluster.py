@@ -8,6 +8,8 @@ docs/messages.md says the controller and engines do:
   time in arrival order, in its own namespace dict, and answered with the documented content,
   metadata and buffers; an unknown uuid is answered at once with a wrapped ``EngineError``;
 - ``control`` (ROUTER): abort, clear, shutdown and signal requests, handled at once;
+- ``task`` (ROUTER): a small scheduler reading ``header["sched"]`` (``fake_tasks.py``) gives
+  each task to a fake engine, which runs it in the same queue as its mux requests;
 - ``iopub`` and ``notification`` (XPUB, so the tests can wait for a client's subscriptions).
 
 Requests are really unpacked and run with corral.wire (``unpack_apply_message``,
@@ -18,7 +20,9 @@ the relay and the engines are one process, so the "controller" checks buffers it
 from __future__ import annotations
 
 import ast
+import importlib.util
 import queue
+import sys
 import threading
 import time
 import uuid as uuidlib
@@ -31,15 +35,31 @@ import zmq
 
 from corral.wire import Session, get_serializer, unpack_apply_message, wrap_exception
 from corral.wire.connection import channel_url
-from corral.wire.errors import EngineError, MessageRejected, TaskAborted
+from corral.wire.errors import EngineError, MessageRejected, TaskAborted, UnmetDependency
 from corral.wire.gate import Gate
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
 from corral.wire.testing import temp_connection_file
 
 
+def _sibling(name: str) -> Any:
+    """Load a helper module next to this one (tests are imported in importlib mode)."""
+    key = f"corral_client_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+FakeTaskScheduler = _sibling("fake_tasks").FakeTaskScheduler
 
 
 class FakeEngine:
@@ -50,7 +70,7 @@ class FakeEngine:
         self.id = eid
         self.uuid = uuidlib.uuid4().hex
         self.namespace: dict[str, Any] = {}
-        self.inbox: queue.Queue[tuple[bytes, Message] | None] = queue.Queue()
+        self.inbox: queue.Queue[tuple[str, bytes, Message] | None] = queue.Queue()
         self.queued: list[str] = []
         self.aborted: set[str] = set()
         self.completed: list[str] = []
@@ -58,6 +78,9 @@ class FakeEngine:
         self.execution_count = 0
         self._out: dict[str, str] = {}
         self._current: Message | None = None
+        self._channel = "mux"
+        #: seconds each apply request sleeps before running (to keep tasks in flight)
+        self.delay = 0.0
         self.thread = threading.Thread(target=self._work, name=f"fake-engine-{eid}", daemon=True)
         self.thread.start()
 
@@ -83,7 +106,8 @@ class FakeEngine:
             item = self.inbox.get()
             if item is None:
                 return
-            client_id, msg = item
+            channel, client_id, msg = item
+            self._channel = channel
             if msg.msg_id in self.queued:
                 self.queued.remove(msg.msg_id)
             self._current = msg
@@ -99,6 +123,9 @@ class FakeEngine:
             self.cluster.publish_output(self, msg, "status", {"execution_state": "busy"})
             try:
                 content, buffers = self._run(msg)
+            except UnmetDependency as exc:
+                wrapped = dict(wrap_exception(exc, {**self.info, "method": msg.msg_type}))  # type: ignore[typeddict-item]
+                self._reply(client_id, msg, {**wrapped, "status": "unmet"}, [], started, wrapped)
             except BaseException as exc:
                 wrapped = dict(wrap_exception(exc, {**self.info, "method": msg.msg_type}))  # type: ignore[typeddict-item]
                 self.cluster.publish_output(self, msg, "error", wrapped)
@@ -129,6 +156,9 @@ class FakeEngine:
         }
         self.completed.append(msg.msg_id)
         reply_type = msg.msg_type.replace("_request", "_reply")
+        if self._channel == "task":
+            self.cluster.call(self.cluster.tasks.on_reply, self, msg, content, metadata, buffers)
+            return
         self.cluster.call(self.cluster.send_reply, "mux", client_id, self, msg, reply_type, content, metadata, buffers)
 
     def _run(self, msg: Message) -> tuple[dict[str, Any], list[Any]]:
@@ -136,6 +166,8 @@ class FakeEngine:
         ns["print"] = self._print
         kind = msg.msg_type
         if kind == "apply_request":
+            if self.delay:
+                time.sleep(self.delay)
             ser = get_serializer(msg.content["serializer"])
             f, args, kwargs = unpack_apply_message(msg.buffers, ns, ser)
             return {"serializer": ser.name}, ser.dumps(f(*args, **kwargs))
@@ -208,6 +240,9 @@ class FakeCluster:
         self.reactor.add_socket(self.sockets["registration"], self._on_registration)
         self.reactor.add_socket(self.sockets["mux"], self._on_mux)
         self.reactor.add_socket(self.sockets["control"], self._on_control)
+        #: the load-balancing side, on the ``task`` channel
+        self.tasks = FakeTaskScheduler(self)
+        self.reactor.add_socket(self.sockets["task"], self.tasks.on_task)
         for name in ("iopub", "notification"):
             self.reactor.add_socket(self.sockets[name], self._on_subscription)
         for _ in range(n):
@@ -299,7 +334,7 @@ class FakeCluster:
         def remove() -> None:
             engine = self.engines.pop(eid)
             engine.stop()
-            pending: list[tuple[bytes, Message]] = []
+            pending: list[tuple[str, bytes, Message]] = []
             while True:
                 try:
                     item = engine.inbox.get_nowait()
@@ -313,7 +348,8 @@ class FakeCluster:
                 {"id": eid, "uuid": engine.uuid, "reason": reason},
             )
             if fail_requests:
-                for client_id, msg in pending:
+                self.tasks.engine_gone(engine, [(c, m) for ch, c, m in pending if ch == "task"])
+                for _, client_id, msg in [p for p in pending if p[0] == "mux"]:
                     err = EngineError("EngineError", f"engine {eid} died ({reason})", "", engine.info)  # type: ignore[arg-type]
                     content = {**wrap_exception(err, engine.info), "status": "error"}  # type: ignore[arg-type]
                     self.send_reply(
@@ -405,7 +441,7 @@ class FakeCluster:
                 self._unknown_engine("mux", msg)
                 continue
             engine.queued.append(msg.msg_id)
-            engine.inbox.put((msg.idents[0], msg))
+            engine.inbox.put(("mux", msg.idents[0], msg))
 
     def _on_control(self, sock: zmq.Socket[Any]) -> None:
         for msg in self._recv(sock, "control"):

@@ -46,9 +46,29 @@ def test_errors_are_the_wire_classes() -> None:
 
 
 def test_public_methods_document_what_they_raise() -> None:
-    from corral.client import AsyncResult, Client, DirectView
+    from corral.client import (
+        AsyncMapResult,
+        AsyncResult,
+        Client,
+        DirectView,
+        LoadBalancedView,
+        ParallelFunction,
+        RemoteFunction,
+        View,
+        ViewExecutor,
+    )
 
-    for cls in (Client, DirectView, AsyncResult):
+    for cls in (
+        Client,
+        View,
+        DirectView,
+        LoadBalancedView,
+        AsyncResult,
+        AsyncMapResult,
+        RemoteFunction,
+        ParallelFunction,
+        ViewExecutor,
+    ):
         for name, member in vars(cls).items():
             if name.startswith("_") or not callable(member) or name in {"result"}:
                 continue

@@ -14,12 +14,14 @@ Names
 -----
 Client
     A connection to one cluster: engine ids, views, waiting, results, control.
-View, DirectView
+View, DirectView, LoadBalancedView
     Run functions and code on engines; move data in and out of their namespaces.
 AsyncResult, AsyncMapResult
     Results that are not in yet; futures, awaitable.
 Metadata
     What is known about one request (timestamps, engine, output).
+RemoteFunction, ParallelFunction, remote, parallel
+    Functions that run through a view when called.
 Dependency, depend, require
     Dependencies of load-balanced tasks: on other tasks (``after``, ``follow``), and on the
     engine itself (a check function, modules to import).
@@ -34,7 +36,10 @@ from __future__ import annotations
 from corral.client._asyncresult import AsyncMapResult, AsyncResult
 from corral.client._client import Client
 from corral.client._directview import DirectView
+from corral.client._executor import ViewExecutor
+from corral.client._lbview import LoadBalancedView
 from corral.client._metadata import Metadata
+from corral.client._remotefunction import ParallelFunction, RemoteFunction, parallel, remote
 from corral.client._version import __version__
 from corral.client._view import View
 from corral.client.errors import (
@@ -67,16 +72,22 @@ __all__ = [
     "DirectView",
     "EngineError",
     "ImpossibleDependency",
+    "LoadBalancedView",
     "Metadata",
     "NoEnginesRegistered",
+    "ParallelFunction",
     "Reference",
     "RemoteError",
+    "RemoteFunction",
     "SerializationError",
     "TaskAborted",
     "TimeoutError",
     "View",
+    "ViewExecutor",
     "__version__",
     "depend",
     "interactive",
+    "parallel",
+    "remote",
     "require",
 ]

@@ -373,13 +373,19 @@ class AsyncResult(Future[Any]):
         return f"<{type(self).__name__}: {self._fname}{state}>"
 
 
+def _span(lo: int, hi: int) -> str:
+    return str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}"
+
+
 class AsyncMapResult(AsyncResult):
     """The pending result of a parallel ``map`` or ``gather``: one flat sequence.
 
     Each request returns one block; :meth:`get` joins them in order. Iterating yields the
-    items as their blocks arrive, in order, so work can start on the first block while later
-    ones are still running. Failures raise :class:`~corral.wire.errors.CompositeError`
-    (from :meth:`get`) or the block's own error (while iterating).
+    items as their blocks arrive: in order (``ordered=True``, the default), or in the order
+    the blocks complete (``ordered=False``), so work can start on the first results while
+    later ones are still running. Failures raise :class:`~corral.wire.errors.CompositeError`
+    from :meth:`get`, whose message says which elements failed (also in
+    :attr:`failed_elements`), or the block's own error while iterating.
     """
 
     def __init__(
@@ -392,20 +398,79 @@ class AsyncMapResult(AsyncResult):
         tracker: zmq.MessageTracker | None = None,
         sent: threading.Event | None = None,
         join: Callable[[list[Any]], Any] = join_partitions,
+        ordered: bool = True,
+        bounds: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         self._join = join
+        #: iterate in submission order (True) or as blocks complete (False)
+        self.ordered = bool(ordered)
+        self._bounds = list(bounds) if bounds is not None else None
+        self._arrival = threading.Condition()
+        self._arrived: list[Request] = []
+        self._seen: set[str] = set()
         super().__init__(client, requests, fname, targets, False, tracker, sent)
+        with self._arrival:
+            for req in self._requests:
+                if req.done and req.msg_id not in self._seen:
+                    self._seen.add(req.msg_id)
+                    self._arrived.append(req)
+
+    def _child_done(self, req: Request) -> None:
+        with self._arrival:
+            if req.msg_id not in self._seen:
+                self._seen.add(req.msg_id)
+                self._arrived.append(req)
+            self._arrival.notify_all()
+        super()._child_done(req)
 
     def _reconstruct(self, values: list[Any]) -> Any:
         return self._join(values)
 
+    @property
+    def failed_elements(self) -> dict[int, RemoteError]:
+        """Index in the mapped sequences -> the error of the block that held it (failed blocks only)."""
+        out: dict[int, RemoteError] = {}
+        for i, req in enumerate(self._requests):
+            if req.error is not None and self._bounds is not None:
+                lo, hi = self._bounds[i]
+                for k in range(lo, hi):
+                    out[k] = _as_remote(req)
+        return out
+
+    def _finish(self) -> None:
+        failed = [(i, r) for i, r in enumerate(self._requests) if r.error is not None]
+        if not failed or self._bounds is None:
+            super()._finish()
+            return
+        spans = ", ".join(_span(*self._bounds[i]) for i, _ in failed)
+        errors = [_as_remote(r) for _, r in failed]
+        total = self._bounds[-1][1] if self._bounds else 0
+        self.set_exception(
+            CompositeError(
+                f"one or more exceptions from call to method: {self._fname}; elements {spans} of {total} failed",
+                errors,
+            )
+        )
+
     def __iter__(self) -> Iterator[Any]:
-        """Yield the mapped values in order, block by block as they arrive.
+        """Yield the mapped values block by block as they arrive (see :attr:`ordered`).
 
         Raises
         ------
         RemoteError
             When reaching a block whose request failed.
+        RuntimeError
+            If called from a done-callback (the IO thread).
         """
-        for req in self._requests:
+        if self.ordered:
+            for req in self._requests:
+                yield from iter_items(self._value_of(req))
+            return
+        for i in range(len(self._requests)):
+            with self._arrival:
+                if len(self._arrived) <= i and self._client._io.in_io_thread:
+                    raise RuntimeError("cannot wait for a result in the client's IO thread")
+                while len(self._arrived) <= i:
+                    self._arrival.wait()
+                req = self._arrived[i]
             yield from iter_items(self._value_of(req))

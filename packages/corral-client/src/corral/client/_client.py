@@ -17,7 +17,9 @@ from corral.client._asyncresult import AsyncResult
 from corral.client._connection import load_connection_info, make_session
 from corral.client._directview import DirectView
 from corral.client._engines import EngineTable, Targets, _is_int
+from corral.client._executor import ViewExecutor
 from corral.client._ioloop import IOThread
+from corral.client._lbview import LoadBalancedView
 from corral.client._metadata import Metadata, utcnow
 from corral.client._store import Request, ResultStore, client_closed_error
 from corral.wire.connection import ConnectionInfo, channel_url
@@ -175,6 +177,42 @@ class Client:
             return DirectView(self, targets="all")
         return self[targets]
 
+    def load_balanced_view(self, targets: Targets = None, **flags: Any) -> LoadBalancedView:
+        """Return a LoadBalancedView: the task scheduler picks an engine for each call.
+
+        Parameters
+        ----------
+        targets
+            Restrict the engines tasks may run on (an id or a list of ids); None: any.
+        **flags
+            Initial values of the view's other flags (``block``, ``retries``, ``after`` ...).
+
+        Raises
+        ------
+        TypeError
+            For an unknown flag.
+        traitlets.TraitError
+            If ``targets`` is not None, an id or a list of ids, or a flag's value is invalid.
+        """
+        return LoadBalancedView(self, targets=targets, **flags)
+
+    def executor(self, targets: Targets = None, **flags: Any) -> ViewExecutor:
+        """Return a :class:`concurrent.futures.Executor` that runs calls through a LoadBalancedView.
+
+        Parameters
+        ----------
+        targets
+            As :meth:`load_balanced_view`.
+        **flags
+            Flags of the view (``retries``, ``after``, ...).
+
+        Raises
+        ------
+        TypeError, traitlets.TraitError
+            For an unknown flag or a bad value.
+        """
+        return ViewExecutor(LoadBalancedView(self, targets=targets, **flags))
+
     def wait_for_engines(self, n: int, timeout: float | None = -1) -> None:
         """Block until at least ``n`` engines are registered (``timeout`` -1 or None: forever).
 
@@ -280,13 +318,15 @@ class Client:
         single: bool = False,
         track: bool = False,
         in_history: bool = True,
+        sched: Mapping[str, Any] | None = None,
         result_class: type[AsyncResult] = AsyncResult,
         **result_kwargs: Any,
     ) -> AsyncResult:
         """Sign one message per target (in this thread), register them, hand them to the IO thread.
 
         ``payloads[i]`` is the (content, buffers) for target ``i``; a uuid of None sends
-        without a routing identity (the scheduler chooses).
+        without a routing identity (the scheduler chooses). ``sched``, when given, goes into
+        every header as ``header["sched"]`` (docs/scheduling.md).
 
         Raises
         ------
@@ -303,6 +343,8 @@ class Client:
         now = utcnow()
         for (content, buffers), eid, uuid in zip(payloads, ids, uuids, strict=True):
             msg = session.msg(msg_type, content)
+            if sched:
+                msg.header["sched"] = dict(sched)
             idents = [] if uuid is None else [uuid.encode("ascii")]
             parts = session.serialize(msg, buffers, idents)
             if track and buffers:
@@ -447,8 +489,13 @@ class Client:
         mine: dict[int, list[str]] = {}
         for m in msg_ids:
             req = self._store.get(m)
-            if req is not None and not req.done and req.engine_id in live:
-                mine.setdefault(req.engine_id, []).append(m)  # type: ignore[arg-type]
+            if req is None or req.done:
+                continue
+            if req.engine_id is None:  # a task: the scheduler chose its engine, which we do not know
+                for eid in live:
+                    mine.setdefault(eid, []).append(m)
+            elif req.engine_id in live:
+                mine.setdefault(req.engine_id, []).append(m)
         if not mine:
             ar = AsyncResult(self, [], fname="abort")
             return None if (self.block if block is None else block) else ar

@@ -190,6 +190,10 @@ class ResultStore:
         md = req.metadata
         md.merge_reply(msg.metadata)
         md["received"] = utcnow()
+        if req.engine_id is None and isinstance(md.get("engine_id"), int):
+            # a task: now we know where the scheduler ran it
+            req.engine_id = md["engine_id"]
+            req.engine_uuid = md.get("engine_uuid")
         content = msg.content
         status = content.get("status", "ok")
         if status == "ok":

@@ -11,6 +11,7 @@ from traitlets import Bool, HasTraits, TraitError
 
 from corral.client._asyncresult import AsyncMapResult, AsyncResult
 from corral.client._engines import Targets, _is_int
+from corral.client._remotefunction import ParallelFunction, RemoteFunction, parallel, remote
 from corral.wire.serialize import Serializer, get_serializer
 
 if TYPE_CHECKING:
@@ -197,6 +198,32 @@ class View(HasTraits):
         """
         out: list[Any] = self.map(f, *sequences, block=True, track=track)
         return out
+
+    # -- decorators ----------------------------------------------------------------------------
+
+    def remote(self, block: bool | None = None, **flags: Any) -> Callable[[Callable[..., Any]], RemoteFunction]:
+        """Decorate a function to run through this view when called (a :class:`RemoteFunction`).
+
+        Raises
+        ------
+        TypeError
+            If a flag is not one of this view's.
+        """
+        return remote(self, block=block, **flags)
+
+    def parallel(
+        self, dist: str = "b", block: bool | None = None, **flags: Any
+    ) -> Callable[[Callable[..., Any]], ParallelFunction]:
+        """Decorate a function to be called with sequences cut into blocks (a :class:`ParallelFunction`).
+
+        Raises
+        ------
+        ValueError
+            If ``dist`` is not ``'b'``.
+        TypeError
+            If a flag is not one of this view's.
+        """
+        return parallel(self, dist=dist, block=block, **flags)
 
     # -- waiting and control -------------------------------------------------------------------
 
