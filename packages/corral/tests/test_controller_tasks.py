@@ -44,7 +44,7 @@ class Rig:
             time.sleep(0.02)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.session = Session(self.info["key"], scheme=self.info["signature_scheme"])
-        self.sockets = {c: self.connect(c) for c in ("task", "mux", "registration")}
+        self.sockets = {c: self.connect(c) for c in ("task", "mux", "registration", "broadcast")}
 
     def connect(self, channel: str) -> zmq.Socket[Any]:
         sock = admit(self.ctx.socket(zmq.DEALER), bytes.fromhex(self.info["key"]))
@@ -153,3 +153,11 @@ def test_an_engine_lost_as_the_hub_declares_it_strands_no_task(rig: Rig) -> None
         assert rig.recv().content["status"] == "ok"
     results = rig.ask("result_request", {"msg_ids": [long]}).content["results"]
     assert results[long]["state"] == "completed"
+
+
+def test_a_broadcast_reaches_both_engines(rig: Rig) -> None:
+    msg_id = rig.apply(pow, 2, 5, channel="broadcast")
+    replies = [rig.recv("broadcast") for _ in range(2)]
+    assert {r.parent_header["msg_id"] for r in replies} == {msg_id}
+    assert {r.metadata["engine_id"] for r in replies} == {0, 1}
+    assert [Serializer().loads(r.buffers) for r in replies] == [32, 32]

@@ -4,21 +4,24 @@
 - :class:`IOPubRelay` relays engine output to every client;
 - :class:`TaskScheduler` schedules load-balanced tasks (engine choice in
   :mod:`corral.scheduler.policies`, dependencies in :mod:`corral.scheduler.dependencies`);
+- :class:`BroadcastScheduler` sends one request to many engines;
 - :class:`Monitor` (and :class:`TaskMonitor`) is what they report to the hub.
 
 Schedulers check signatures and read headers only: payload frames pass through untouched and
-uncopied. Broadcast lands with its own change.
+uncopied.
 """
 
 from __future__ import annotations
 
 from corral.scheduler._version import __version__
+from corral.scheduler.broadcast import BroadcastScheduler
 from corral.scheduler.iopub import IOPubRelay
 from corral.scheduler.monitor import Monitor, NullMonitor
 from corral.scheduler.relay import DirectRelay, drain
 from corral.scheduler.task import TaskMonitor, TaskScheduler
 
 __all__ = [
+    "BroadcastScheduler",
     "DirectRelay",
     "IOPubRelay",
     "Monitor",

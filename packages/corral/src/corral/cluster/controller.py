@@ -19,6 +19,7 @@ import zmq
 
 from corral.hub import EngineRecord, Hub
 from corral.scheduler import DirectRelay, IOPubRelay
+from corral.scheduler.broadcast import BroadcastScheduler
 from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
 from corral.scheduler.policies import SCHEMES as TASK_SCHEMES
 from corral.scheduler.task import DEFAULT_HWM, TaskScheduler
@@ -133,6 +134,7 @@ class Controller:
         self.mux: DirectRelay | None = None
         self.control: DirectRelay | None = None
         self.task: TaskScheduler | None = None
+        self.broadcast: BroadcastScheduler | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -216,6 +218,7 @@ class Controller:
             hwm=self.task_hwm,
             lookup=hub.outcome,
         )
+        broadcast = self.broadcast = BroadcastScheduler(self.session, s["broadcast"], s["broadcast_engine"], hub)
         iopub = IOPubRelay(self.session, s["iopub_engine"], s["iopub"], hub)
         relays = (self.mux, self.control)
 
@@ -223,12 +226,14 @@ class Controller:
             for relay in relays:
                 relay.add_engine(record.ident, record.id)
             task.add_engine(record.ident, record.id)
+            broadcast.add_engine(record.ident, record.id)
 
         def engine_lost(record: EngineRecord) -> None:
             for relay in relays:
                 relay.remove_engine(record.ident)
             # before the hub fails mux/control requests: the scheduler resubmits or fails tasks
             task.engine_lost(record.ident, record.reason)
+            broadcast.engine_lost(record.ident, record.reason)
 
         hub.on_live.append(engine_live)
         hub.on_lost.append(engine_lost)
@@ -236,22 +241,11 @@ class Controller:
         hub.reply_senders["control"] = self.control.send_reply
         hub.unassigned = task.unassigned
         hub.on_shutdown = self.stop
-        for part in (hub, self.mux, self.control, task, iopub):
+        for part in (hub, self.mux, self.control, task, broadcast, iopub):
             part.register(self.reactor)
-        # broadcast scheduling lands with its own change; until then the engines' hellos on
-        # this socket are read and dropped so nothing piles up
-        self.reactor.add_socket(s["broadcast_engine"], self._discard)
         write_connection_file(self.connection_file, self.info)
         log.info("controller for cluster %r ready: %s", self.cluster_id, self.connection_file)
         return self.info
-
-    @staticmethod
-    def _discard(socket: zmq.Socket[Any]) -> None:
-        for _ in range(256):
-            try:
-                socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
 
     # -- running ------------------------------------------------------------------------------
 
