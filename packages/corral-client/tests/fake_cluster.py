@@ -156,6 +156,11 @@ class FakeEngine:
         }
         self.completed.append(msg.msg_id)
         reply_type = msg.msg_type.replace("_request", "_reply")
+        if self._channel == "broadcast":
+            self.cluster.call(
+                self.cluster.send_reply, "broadcast", client_id, self, msg, reply_type, content, metadata, buffers
+            )
+            return
         if self._channel == "task":
             self.cluster.call(self.cluster.tasks.on_reply, self, msg, content, metadata, buffers)
             return
@@ -223,6 +228,7 @@ class FakeCluster:
             "mux": zmq.ROUTER,
             "control": zmq.ROUTER,
             "task": zmq.ROUTER,
+            "broadcast": zmq.ROUTER,
             "iopub": zmq.XPUB,
             "notification": zmq.XPUB,
         }
@@ -243,6 +249,9 @@ class FakeCluster:
         #: the load-balancing side, on the ``task`` channel
         self.tasks = FakeTaskScheduler(self)
         self.reactor.add_socket(self.sockets["task"], self.tasks.on_task)
+        #: every broadcast request received (msg)
+        self.broadcasts: list[Message] = []
+        self.reactor.add_socket(self.sockets["broadcast"], self._on_broadcast)
         for name in ("iopub", "notification"):
             self.reactor.add_socket(self.sockets[name], self._on_subscription)
         for _ in range(n):
@@ -442,6 +451,28 @@ class FakeCluster:
                 continue
             engine.queued.append(msg.msg_id)
             engine.inbox.put(("mux", msg.idents[0], msg))
+
+    def _on_broadcast(self, sock: zmq.Socket[Any]) -> None:
+        """One message, a copy to each engine named in header["sched"]["targets"] (null: all)."""
+        for msg in self._recv(sock, "broadcast"):
+            self.broadcasts.append(msg)
+            targets = (msg.header.get("sched") or {}).get("targets")
+            for eid in sorted(self.engines) if targets is None else targets:
+                engine = self.engines.get(eid)
+                if engine is None:
+                    err = EngineError("EngineError", f"engine {eid} is not registered")
+                    content = {**wrap_exception(err, {"engine_id": eid}), "status": "error"}
+                    self.session.send(
+                        sock,
+                        msg.msg_type.replace("_request", "_reply"),
+                        content,
+                        parent=msg,
+                        ident=msg.idents[:1],
+                        metadata={"engine_id": eid, "status": "error"},
+                    )
+                    continue
+                engine.queued.append(msg.msg_id)
+                engine.inbox.put(("broadcast", msg.idents[0], msg))
 
     def _on_control(self, sock: zmq.Socket[Any]) -> None:
         for msg in self._recv(sock, "control"):

@@ -49,6 +49,7 @@ def test_public_methods_document_what_they_raise() -> None:
     from corral.client import (
         AsyncMapResult,
         AsyncResult,
+        BroadcastView,
         Client,
         DirectView,
         LoadBalancedView,
@@ -63,6 +64,7 @@ def test_public_methods_document_what_they_raise() -> None:
         View,
         DirectView,
         LoadBalancedView,
+        BroadcastView,
         AsyncResult,
         AsyncMapResult,
         RemoteFunction,

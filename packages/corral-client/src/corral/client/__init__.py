@@ -14,7 +14,7 @@ Names
 -----
 Client
     A connection to one cluster: engine ids, views, waiting, results, control.
-View, DirectView, LoadBalancedView
+View, DirectView, LoadBalancedView, BroadcastView
     Run functions and code on engines; move data in and out of their namespaces.
 AsyncResult, AsyncMapResult
     Results that are not in yet; futures, awaitable.
@@ -34,6 +34,7 @@ RemoteError, CompositeError, EngineError, TaskAborted, TimeoutError, NoEnginesRe
 from __future__ import annotations
 
 from corral.client._asyncresult import AsyncMapResult, AsyncResult
+from corral.client._broadcastview import BroadcastView
 from corral.client._client import Client
 from corral.client._directview import DirectView
 from corral.client._executor import ViewExecutor
@@ -62,6 +63,7 @@ from corral.wire.dependencies import Dependency, depend, require
 __all__ = [
     "AsyncMapResult",
     "AsyncResult",
+    "BroadcastView",
     "Client",
     "CompositeError",
     "ConnectionFileError",

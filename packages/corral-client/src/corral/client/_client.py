@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from corral.client._asyncresult import AsyncResult
+from corral.client._broadcastview import BroadcastView
 from corral.client._connection import load_connection_info, make_session
 from corral.client._directview import DirectView
 from corral.client._engines import EngineTable, Targets, _is_int
@@ -361,6 +362,67 @@ class Client:
         ar = result_class(self, requests, fname, list(ids), single, tracker, sent, **result_kwargs)  # type: ignore[arg-type]
         self._io.send(channel, frames, requests, sent)
         return ar
+
+    def _submit_broadcast(
+        self,
+        msg_type: str,
+        payload: Payload,
+        ids: Sequence[int],
+        uuids: Sequence[str],
+        *,
+        fname: str,
+        single: bool = False,
+        track: bool = False,
+        result_class: type[AsyncResult] = AsyncResult,
+        **result_kwargs: Any,
+    ) -> AsyncResult:
+        """Send one message on the ``broadcast`` channel naming ``ids``; one result per engine.
+
+        The engines' replies all answer the one message; each is matched to its engine by the
+        ``engine_id`` in its metadata (docs/scheduling.md, "Broadcast").
+
+        Raises
+        ------
+        CorralError
+            If the client is closed.
+        TypeError
+            If the content holds something JSON cannot encode.
+        """
+        self._check_open()
+        session = self.session
+        content, buffers = payload
+        msg = session.msg(msg_type, content)
+        msg.header["sched"] = {"targets": list(ids)}
+        parts = session.serialize(msg, buffers)
+        tracked: list[zmq.Frame] = []
+        if track and buffers:
+            tracked = [zmq.Frame(b, track=True, copy=False) for b in parts[6:]]
+            parts = parts[:6] + tracked
+        now = utcnow()
+        requests = []
+        for eid, uuid in zip(ids, uuids, strict=True):
+            key = f"{msg.msg_id}:{eid}"
+            md = Metadata(msg_id=key, submitted=now, engine_id=eid, engine_uuid=uuid)
+            requests.append(Request(key, msg_type, eid, uuid, md, True))
+        self._store.add_broadcast(msg.msg_id, requests)
+        sent = threading.Event()
+        tracker = zmq.MessageTracker(*tracked) if tracked else None
+        ar = result_class(self, requests, fname, list(ids), single, tracker, sent, **result_kwargs)  # type: ignore[arg-type]
+        self._io.send("broadcast", [parts], requests, sent)
+        return ar
+
+    def broadcast_view(self, targets: Targets = "all", **flags: Any) -> BroadcastView:
+        """Return a BroadcastView: a DirectView whose calls on many engines are one message.
+
+        Raises
+        ------
+        NoEnginesRegistered, IndexError, TypeError
+            As :meth:`direct_view`, when ``targets`` is not ``'all'``.
+        """
+        if not (targets is None or (isinstance(targets, str) and targets == "all")):
+            ids, _ = self._engines.resolve(targets)
+            targets = ids[0] if _is_int(targets) else ids
+        return BroadcastView(self, targets="all" if targets is None else targets, **flags)
 
     def _query(self, msg_type: str, content: dict[str, Any], timeout: float | None = None) -> Message:
         """Ask the hub and return its reply.

@@ -23,6 +23,7 @@ CHANNEL_KINDS: Final = {
     "mux": zmq.DEALER,
     "control": zmq.DEALER,
     "task": zmq.DEALER,
+    "broadcast": zmq.DEALER,
     "iopub": zmq.SUB,
     "notification": zmq.SUB,
 }

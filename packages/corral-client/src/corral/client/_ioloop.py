@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: forever if that reply never comes.
 STRANDED_GRACE: Final = 1.0
 
-_REPLY_CHANNELS: Final = ("mux", "control", "task")
+_REPLY_CHANNELS: Final = ("mux", "control", "task", "broadcast")
 
 
 class IOThread:

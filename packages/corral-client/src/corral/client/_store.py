@@ -100,6 +100,8 @@ class ResultStore:
         self._outstanding: set[str] = set()
         self._history: list[str] = []
         self._waiters = 0
+        # broadcast msg_id -> {engine id: key of that engine's request}
+        self._fanout: dict[str, dict[int, str]] = {}
         #: msg_id -> result value, or the exception it raised
         self.results: dict[str, Any] = {}
         #: msg_id -> Metadata
@@ -117,6 +119,17 @@ class ResultStore:
                 if req.in_history:
                     self._history.append(req.msg_id)
                     self._outstanding.add(req.msg_id)
+
+    def add_broadcast(self, msg_id: str, requests: Iterable[Request]) -> None:
+        """Register the per-engine requests of one broadcast message ``msg_id``.
+
+        Each engine's reply names ``msg_id`` as its parent and its engine in its metadata;
+        the requests' own keys are ``f"{msg_id}:{engine_id}"``.
+        """
+        reqs = list(requests)
+        with self._cond:
+            self._fanout[msg_id] = {r.engine_id: r.msg_id for r in reqs if r.engine_id is not None}
+        self.add(reqs)
 
     def get(self, msg_id: str) -> Request | None:
         """The request with this msg_id, if this client sent it."""
@@ -184,6 +197,8 @@ class ResultStore:
         """Complete the request a reply (from an engine or the controller) answers."""
         msg_id = msg.parent_header.get("msg_id")
         req = self._pending.get(msg_id) if isinstance(msg_id, str) else None
+        if req is None and msg_id in self._fanout:
+            req = self._broadcast_part(msg_id, msg)
         if req is None:
             log.debug("reply %s to unknown or finished request %s", msg.msg_type, msg_id)
             return
@@ -212,16 +227,34 @@ class ResultStore:
             md["status"] = status
             self.complete(req, error=remote_error(content, req))
 
+    def _broadcast_part(self, msg_id: str, msg: Message) -> Request | None:
+        eid = msg.metadata.get("engine_id")
+        if not isinstance(eid, int):
+            info = msg.content.get("engine_info")
+            eid = info.get("engine_id") if isinstance(info, dict) else None
+        parts = self._fanout[msg_id]
+        key = parts.get(eid) if isinstance(eid, int) else None
+        req = self._pending.get(key) if key is not None else None
+        if req is not None:
+            with self._cond:
+                parts.pop(eid, None)  # type: ignore[arg-type]
+                if not parts:
+                    del self._fanout[msg_id]
+        return req
+
     def handle_output(self, msg: Message) -> None:
         """Record engine output (iopub) in the metadata of the request that produced it."""
         msg_id = msg.parent_header.get("msg_id")
         md = self.metadata.get(msg_id) if isinstance(msg_id, str) else None
+        if md is None and msg_id in self._fanout:
+            key = self._fanout[msg_id].get(msg.metadata.get("engine_id"))  # type: ignore[arg-type]
+            md = self.metadata.get(key) if key is not None else None
         if md is None:
             return  # another client's request
         kind = msg.msg_type
         content = msg.content
         if kind == "stream":
-            req = self._requests.get(msg_id)  # type: ignore[arg-type]
+            req = self._requests.get(str(md.get("msg_id")))
             name = content.get("name")
             # once the reply is in, its metadata holds the request's whole output
             if req is not None and not req.done and name in ("stdout", "stderr"):
