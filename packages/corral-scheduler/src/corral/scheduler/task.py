@@ -383,6 +383,8 @@ class TaskScheduler:
                 self._evaluate(task)
             else:
                 self._place(task)
+        # a send that found an engine unreachable put its task back in a queue
+        self._dispatch()
 
     def _evaluate(self, task: Task) -> None:
         """Judge a task's dependencies: fail it, keep it waiting, or queue it."""
