@@ -151,6 +151,8 @@ def test_map_failures(rc: Client) -> None:
     with pytest.raises(CompositeError) as caught:
         amr.get(10)
     assert [e.engine_id for e in caught.value.elist] == [1]
+    assert "elements 2-3 of 5 failed" in str(caught.value)  # engine 1's block: [2, 4)
+    assert sorted(amr.failed_elements) == [2, 3]
     it = iter(amr)
     assert [next(it), next(it)] == [1.0, 0.5]
     with pytest.raises(RemoteError, match="ZeroDivisionError"):

@@ -136,7 +136,7 @@ class DirectView(View):
             raise ValueError(f"the sequences differ in length: {[len(s) for s in seqs]}")
         ids, uuids, _ = self._resolve(None)
         ser = self._serializer
-        payloads, used_ids, used_uuids = [], [], []
+        payloads, used_ids, used_uuids, bounds = [], [], [], []
         for i, (eid, uuid) in enumerate(zip(ids, uuids, strict=True)):
             lo, hi = block_bounds(n, i, len(ids))
             if hi > lo:
@@ -144,6 +144,7 @@ class DirectView(View):
                 payloads.append(({"serializer": ser.name}, frames))
                 used_ids.append(eid)
                 used_uuids.append(uuid)
+                bounds.append((lo, hi))
         amr = self._send(
             "apply_request",
             payloads,
@@ -154,6 +155,7 @@ class DirectView(View):
             track=track,
             result_class=AsyncMapResult,
             join=_concat,
+            bounds=bounds,
         )
         return amr.get() if self._block(block) else amr
 
