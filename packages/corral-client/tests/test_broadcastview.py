@@ -72,3 +72,16 @@ def _frames() -> list[object]:
     from corral.wire import Serializer, pack_apply_message
 
     return pack_apply_message(abs, (-1,), {}, Serializer())
+
+
+def test_abort_a_queued_broadcast(rc: Client, cluster) -> None:
+    cluster.engines[0].delay = 0.5
+    bv = rc.broadcast_view(targets=[0, 1])
+    slow = rc[0].apply_async(abs, 1)
+    queued = bv.apply_async(abs, 2)
+    queued.abort()
+    with pytest.raises(CompositeError) as info:
+        queued.get(10)
+    assert [type(e).__name__ for e in info.value.elist] in (["TaskAborted"], ["TaskAborted", "TaskAborted"])
+    assert info.value.elist[0].engine_id == 0
+    assert slow.get(10) == 1

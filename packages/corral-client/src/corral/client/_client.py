@@ -403,7 +403,7 @@ class Client:
         for eid, uuid in zip(ids, uuids, strict=True):
             key = f"{msg.msg_id}:{eid}"
             md = Metadata(msg_id=key, submitted=now, engine_id=eid, engine_uuid=uuid)
-            requests.append(Request(key, msg_type, eid, uuid, md, True))
+            requests.append(Request(key, msg_type, eid, uuid, md, True, wire_id=msg.msg_id))
         self._store.add_broadcast(msg.msg_id, requests)
         sent = threading.Event()
         tracker = zmq.MessageTracker(*tracked) if tracked else None
@@ -555,9 +555,9 @@ class Client:
                 continue
             if req.engine_id is None:  # a task: the scheduler chose its engine, which we do not know
                 for eid in live:
-                    mine.setdefault(eid, []).append(m)
+                    mine.setdefault(eid, []).append(req.wire_id)
             elif req.engine_id in live:
-                mine.setdefault(req.engine_id, []).append(m)
+                mine.setdefault(req.engine_id, []).append(req.wire_id)
         if not mine:
             ar = AsyncResult(self, [], fname="abort")
             return None if (self.block if block is None else block) else ar

@@ -40,6 +40,7 @@ class Request:
         "msg_id",
         "msg_type",
         "value",
+        "wire_id",
     )
 
     def __init__(
@@ -50,8 +51,11 @@ class Request:
         engine_uuid: str | None,
         metadata: Metadata,
         in_history: bool,
+        wire_id: str | None = None,
     ) -> None:
         self.msg_id = msg_id
+        #: the msg_id of the message on the wire, when several requests share one (broadcast)
+        self.wire_id = wire_id or msg_id
         self.msg_type = msg_type
         self.engine_id = engine_id
         self.engine_uuid = engine_uuid
