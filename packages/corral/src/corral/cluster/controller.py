@@ -49,7 +49,8 @@ SOCKET_TYPES: Mapping[str, int] = {
     "control_engine": zmq.ROUTER,
     "iopub": zmq.PUB,
     "iopub_engine": zmq.SUB,
-    "notification": zmq.PUB,
+    # XPUB: the controller sees each client subscribe, and re-announces the live engines to it
+    "notification": zmq.XPUB,
 }
 assert set(SOCKET_TYPES) == set(CHANNELS)
 
@@ -191,6 +192,8 @@ class Controller:
                 sock.setsockopt(zmq.SNDHWM, 0)
                 sock.setsockopt(zmq.RCVHWM, 0)
                 self.gate.guard(sock)
+                if channel == "notification":
+                    sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every client's subscription, not only the first
                 self.sockets[channel] = sock
                 ports[channel] = self._bind(channel, sock)
         except BaseException:
@@ -243,9 +246,29 @@ class Controller:
         hub.on_shutdown = self.stop
         for part in (hub, self.mux, self.control, task, broadcast, iopub):
             part.register(self.reactor)
+        self.reactor.add_socket(s["notification"], self._on_subscription)
         write_connection_file(self.connection_file, self.info)
         log.info("controller for cluster %r ready: %s", self.cluster_id, self.connection_file)
         return self.info
+
+    def _on_subscription(self, socket: zmq.Socket[Any]) -> None:
+        """Announce every live engine again when a client subscribes to notifications.
+
+        A client's ``connection_reply`` snapshot can precede its notification subscription: an
+        engine that went live in between would be announced to nobody listening, and the client
+        would never learn of it. Announcing the live engines to each new subscriber closes that
+        gap; ``engine_registered`` is idempotent for clients.
+        """
+        subscribed = False
+        while True:
+            try:
+                frame = socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            subscribed = subscribed or frame[:1] == b"\x01"
+        if subscribed and self.hub is not None:
+            for record in self.hub.engines.live():
+                self.session.send(socket, "engine_registered", {"id": record.id, "uuid": record.uuid})
 
     # -- running ------------------------------------------------------------------------------
 
