@@ -283,3 +283,22 @@ def test_hostile_error_content_unwraps_without_crashing() -> None:
     err = unwrap_exception({"ename": "E", "evalue": "v", "engine_info": ["not", "a", "dict"], "traceback": [1, 2]})
     assert err.engine_info == {}
     assert err.traceback == "12"
+
+
+def test_gmac_tags_buffers_too_large_for_one_aesgcm_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # AESGCM takes at most 2**31 - 1 bytes per call; larger buffers are tagged in parts, with
+    # the same tag as one call would give. A small limit exercises that path cheaply.
+    from corral.wire import signing
+
+    signer = signing.make_signer("blake3-gmac-v1", b"k" * 32)
+    data = bytes(range(256)) * 41 + b"tail"  # not a whole number of parts or AES blocks
+    whole = signer.digest(data)
+    monkeypatch.setattr(signing, "_GMAC_ONE_CALL_MAX", 100)
+    assert signer.verify(data, whole)
+    parted = signer.digest(data)
+    monkeypatch.undo()
+    assert signer.verify(data, parted)
+    tampered = bytearray(data)
+    tampered[-1] ^= 1
+    monkeypatch.setattr(signing, "_GMAC_ONE_CALL_MAX", 100)
+    assert not signer.verify(bytes(tampered), whole)

@@ -52,6 +52,9 @@ _THREADED_DIGEST_BYTES: Final = 1 << 22
 # Buffer formats blake3 hashes as they are; any other contiguous buffer is cast to bytes first.
 _BYTE_FORMATS: Final = frozenset({"B", "b", "c"})
 
+# The most associated data one AESGCM call takes; larger buffers are tagged in parts.
+_GMAC_ONE_CALL_MAX = 2**31 - 1
+
 
 class _Hasher(Protocol):
     def update(self, data: Buffer, /) -> object: ...
@@ -125,14 +128,32 @@ class Blake3GmacSigner(Blake3Signer):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         super().__init__(key)
-        self._gmac = AESGCM(blake3.blake3(key, derive_key_context="corral 2026 buffer gmac key v1").digest())
+        self._gmac_key = blake3.blake3(key, derive_key_context="corral 2026 buffer gmac key v1").digest()
+        self._gmac = AESGCM(self._gmac_key)
 
     def _tag(self, nonce: bytes, data: Buffer) -> bytes:
         view = memoryview(data)
         if view.format not in _BYTE_FORMATS or view.ndim != 1:
             view = view.cast("B")
+        if view.nbytes > _GMAC_ONE_CALL_MAX:
+            return self._tag_in_parts(nonce, view)
         # GCM over no plaintext authenticates the associated data alone: that is GMAC
         return self._gmac.encrypt(nonce, b"", view)
+
+    def _tag_in_parts(self, nonce: bytes, view: memoryview) -> bytes:
+        """The same tag for a buffer too large for one AESGCM call (2 GiB and more).
+
+        GCM hashes associated data as one stream, so feeding it in parts gives the tag of the
+        whole; ``AESGCM.encrypt`` refuses more than 2**31 - 1 bytes in one call.
+        """
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        encryptor = Cipher(algorithms.AES(self._gmac_key), modes.GCM(nonce)).encryptor()
+        step = _GMAC_ONE_CALL_MAX - _GMAC_ONE_CALL_MAX % 16  # whole AES blocks per part
+        for start in range(0, view.nbytes, step):
+            encryptor.authenticate_additional_data(view[start : start + step])
+        encryptor.finalize()
+        return encryptor.tag
 
     def digest(self, data: Buffer) -> bytes:
         nonce = os.urandom(12)
