@@ -211,6 +211,17 @@ def test_map_chunks_blocking_and_not(rc: Client, cluster) -> None:
     assert amr.get(10) == [str(i) for i in range(10)]
     assert len(cluster.tasks.received) - before == 3
     assert len(amr) == 3
+    before = len(cluster.tasks.received)
+    amr2 = lv.map_async(abs, range(-5, 0), chunksize=2, ordered=False, track=True)
+    assert isinstance(amr2, AsyncMapResult)
+    assert amr2.ordered is False
+    assert sorted(amr2) == [1, 2, 3, 4, 5]
+    amr2.wait_for_send(10)
+    assert amr2.sent
+    assert len(cluster.tasks.received) - before == 3
+    assert lv.map_sync(abs, [-1, -2, -3], chunksize=3) == [1, 2, 3]
+    with pytest.raises(TypeError):
+        rc[:].map_async(abs, [1], chunksize=2)  # a DirectView has no chunks
     assert lv.map(abs, [], block=True) == []
     with pytest.raises(ValueError, match="chunksize"):
         lv.map(abs, [1], chunksize=0)

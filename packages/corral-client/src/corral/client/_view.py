@@ -177,26 +177,29 @@ class View(HasTraits):
         """Parallel ``map(f, *sequences)``; see the subclass for how work is split."""
         raise NotImplementedError
 
-    def map_async(self, f: Callable[..., Any], *sequences: Any, track: bool | None = None) -> AsyncMapResult:
-        """``map(f, *sequences, block=False)``: an :class:`AsyncMapResult`.
+    def map_async(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> AsyncMapResult:
+        """``map(f, *sequences, block=False, **kwargs)``: an :class:`AsyncMapResult`.
+
+        Keyword arguments are those of the view's :meth:`map` (``track``; ``chunksize`` and
+        ``ordered`` on a LoadBalancedView).
 
         Raises
         ------
         ValueError, TypeError, SerializationError, NoEnginesRegistered
             As :meth:`map`.
         """
-        amr: AsyncMapResult = self.map(f, *sequences, block=False, track=track)
+        amr: AsyncMapResult = self.map(f, *sequences, block=False, **kwargs)
         return amr
 
-    def map_sync(self, f: Callable[..., Any], *sequences: Any, track: bool | None = None) -> list[Any]:
-        """``map(f, *sequences, block=True)``: the list of results.
+    def map_sync(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> list[Any]:
+        """``map(f, *sequences, block=True, **kwargs)``: the list of results.
 
         Raises
         ------
         ValueError, TypeError, SerializationError, NoEnginesRegistered, RemoteError, CompositeError
             As :meth:`map`.
         """
-        out: list[Any] = self.map(f, *sequences, block=True, track=track)
+        out: list[Any] = self.map(f, *sequences, block=True, **kwargs)
         return out
 
     # -- decorators ----------------------------------------------------------------------------
