@@ -166,3 +166,14 @@ def test_executor_context_manager_waits_and_cancels(rc: Client, cluster) -> None
     assert queued.done()
     with pytest.raises(TaskAborted):  # waiting behind the slow first one when aborted
         queued.result()
+
+
+def test_executor_map_timeout(rc: Client, cluster) -> None:
+    for engine in cluster.engines.values():
+        engine.delay = 0.5
+    ex = rc.executor()
+    it = ex.map(abs, [-1, -2], timeout=0.05)
+    with pytest.raises(TimeoutError):
+        next(it)
+    ex.shutdown(wait=True)
+    assert not rc.outstanding
