@@ -1,0 +1,141 @@
+"""Faults: an engine killed mid-request, and a user's script interrupted or killed.
+
+Each test breaks what it uses, so each starts its own cluster (``cluster_factory``) or lets a
+script start one; teardown kills whatever is left, and the session fails on any survivor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from corral.client import EngineError, RemoteError, interactive
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conftest import Peer, Processes
+
+    from corral.client import Client
+    from corral.cluster import Cluster
+
+pytestmark = pytest.mark.timeout(90)
+
+PEERS = Path(__file__).resolve().parent / "peers"
+
+#: Longest any single wait here may take, in seconds (as conftest.DEADLINE).
+DEADLINE = 30.0
+
+#: How soon a dead engine's direct requests must fail (issue 3).
+ENGINE_ERROR_WITHIN = 3.0
+
+#: How soon a script's cluster must be gone after the script is interrupted or killed.
+GONE_WITHIN = 10.0
+
+
+@interactive
+def announce_and_sleep(seconds: float) -> None:
+    """Print a line (so the client knows the request runs), then sleep."""
+    import time
+
+    print("running", flush=True)
+    time.sleep(seconds)
+
+
+def test_sigkill_of_an_engine_fails_its_requests_and_the_rest_keeps_serving(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
+) -> None:
+    _, rc = cluster_factory(3)
+    victim = rc[1]
+    pid = victim.apply_sync(os.getpid)
+    running = victim.apply_async(announce_and_sleep, 30)
+    queued = victim.apply_async(os.getpid)
+    elsewhere = rc[2].apply_async(announce_and_sleep, 0.5)
+    wait_until(lambda: "running" in running.stdout, "the request runs on engine 1")
+
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    with pytest.raises(EngineError) as info:
+        running.get(ENGINE_ERROR_WITHIN)
+    assert time.monotonic() - killed < ENGINE_ERROR_WITHIN
+    message = str(info.value)
+    assert "engine 1" in message, message
+    assert "killed by SIGKILL" in message, message
+    assert info.value.engine_id == 1
+    assert isinstance(info.value, RemoteError)
+    with pytest.raises(EngineError, match="SIGKILL"):
+        queued.get(ENGINE_ERROR_WITHIN)
+
+    wait_until(lambda: 1 not in rc.ids, "engine 1 leaves rc.ids", ENGINE_ERROR_WITHIN)
+    assert rc.ids == [0, 2]
+    assert elsewhere.get(DEADLINE) is None, "requests on other engines are not lost"
+    assert len(set(rc[:].apply_sync(os.getpid))) == 2
+    assert rc.direct_view().apply_sync(lambda: 7) == [7, 7]
+    with pytest.raises(IndexError):
+        rc[1]
+    with pytest.raises(IndexError, match=r"engine 1 is not registered .*\[0, 2\]"):
+        victim.apply_sync(os.getpid)  # a view fixed on the dead engine says so
+
+
+@dataclass
+class ScriptCluster:
+    """peers/cluster_script.py, blocked in its long apply inside ``with Cluster(n=2) as rc:``."""
+
+    script: Peer
+    facts: dict[str, Any]
+    marker: str
+
+    @property
+    def pids(self) -> list[int]:
+        """The controller, the engine supervisors and the engines."""
+        return [self.facts["controller_pid"], *self.facts["supervisor_pids"], *self.facts["engine_pids"]]
+
+
+@pytest.fixture
+def script_cluster(processes: Processes, alive: Callable[[int], bool]) -> ScriptCluster:
+    """Start the script (its environment marked with a unique value); wait until it blocks."""
+    marker = uuid.uuid4().hex
+    script = processes.spawn("cluster-script", str(PEERS / "cluster_script.py"), env={"CORRAL_TEST_MARKER": marker})
+    facts = script.wait_for_event("cluster")
+    script.wait_for_event("running")
+    started = ScriptCluster(script, facts, marker)
+    assert len(started.pids) == 5, facts
+    assert all(alive(p) for p in started.pids), facts
+    return started
+
+
+def test_ctrl_c_in_a_script_leaves_no_process_behind(
+    script_cluster: ScriptCluster,
+    alive: Callable[[int], bool],
+    wait_until: Callable[..., Any],
+    processes_with_env: Callable[[str, str], list[int]],
+) -> None:
+    script, pids = script_cluster.script, script_cluster.pids
+    os.killpg(script.proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+    script.finish(GONE_WITHIN)
+    assert "KeyboardInterrupt" in script.output()
+    assert '"finished"' not in script.output()
+    wait_until(lambda: not any(alive(p) for p in pids), f"the cluster's processes {pids} exit", GONE_WITHIN)
+    assert processes_with_env("CORRAL_TEST_MARKER", script_cluster.marker) == [], "nothing the script started survives"
+    assert not Path(script_cluster.facts["record"]).exists(), "the cluster record was removed"
+    assert not Path(script_cluster.facts["connection_file"]).exists(), "the connection file was removed"
+
+
+def test_sigkill_of_a_script_leaves_no_orphans(
+    script_cluster: ScriptCluster,
+    alive: Callable[[int], bool],
+    wait_until: Callable[..., Any],
+    processes_with_env: Callable[[str, str], list[int]],
+) -> None:
+    script, pids = script_cluster.script, script_cluster.pids
+    os.killpg(script.proc.pid, signal.SIGKILL)
+    script.finish(GONE_WITHIN)
+    wait_until(lambda: not any(alive(p) for p in pids), f"the cluster's processes {pids} exit", GONE_WITHIN)
+    assert processes_with_env("CORRAL_TEST_MARKER", script_cluster.marker) == [], "nothing the script started survives"
