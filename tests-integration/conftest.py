@@ -277,7 +277,7 @@ _ACTIVE_LOG_DIRS: set[Path] = set()
 
 @pytest.fixture(scope="session", autouse=True)
 def corral_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Set ``CORRAL_DIR`` to a fresh directory for the session; at the end, fail on leftovers.
+    """Set ``CORRAL_DIR`` to a fresh directory (and work in another) for the session; fail on leftovers.
 
     A process still carrying this ``CORRAL_DIR`` when the session ends outlived the test that
     started it: it is killed, and the session reports an error naming its command line.
@@ -286,6 +286,9 @@ def corral_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     request.config.stash[_CORRAL_DIR] = path
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CORRAL_DIR", str(path))
+        # processes a cluster starts inherit the working directory and put it on sys.path
+        # (python -m): from the repository root they could import the test modules themselves
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
         yield path
     if not sys.platform.startswith("linux"):
         return

@@ -3,7 +3,7 @@
 All tests share the session's 4-engine cluster (``rc``); each uses its own names in the
 engines' namespaces. Functions sent to engines are ``@interactive`` (or lambdas): this module
 cannot be imported on the engines, so they run with the engine's namespace as globals and
-import what they need themselves.
+import what they need themselves (never this module's globals).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def test_map_runs_one_chunk_per_engine(rc: Client) -> None:
     view = rc[:]
     assert view.map_sync(lambda x: x * x, range(10)) == [x * x for x in range(10)]
     assert view.map_sync(lambda x, y: x + y, [1, 2, 3], [10, 20, 30]) == [11, 22, 33]
-    amr = view.map_async(lambda x: (x, os.getpid()), range(10))
+    amr = view.map_async(interactive(lambda x: (x, __import__("os").getpid())), range(10))
     assert isinstance(amr, AsyncMapResult)
     assert len(amr) == 4, "one request (chunk) per engine"
     assert [pair[0] for pair in amr] == list(range(10)), "iterating yields the items in order"
