@@ -24,6 +24,7 @@ from corral.hub.store import MemoryStore, Record, ResultStore
 from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessage, Session
 from corral.wire.errors import EngineError, error_reply, wrap_exception
 from corral.wire.loop import Reactor, Timer
+from corral.wire.session import parent_msg_id
 
 __all__ = ["Hub", "ReplySender", "describe_exit"]
 
@@ -49,9 +50,6 @@ def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
     return "exited"
 
 
-_raw_decode = json.JSONDecoder().raw_decode
-
-
 def _loads_frame(frame: Any) -> dict[str, Any]:
     data = frame if type(frame) is bytes else frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
     try:
@@ -59,25 +57,6 @@ def _loads_frame(frame: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
-
-
-def _parent_id(raw: RawMessage) -> str | None:
-    frame = raw.frames[1]
-    data = frame if type(frame) is bytes else frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
-    try:
-        # json.loads minus its encoding detection and whitespace handling (once per reply, on
-        # the hot path); anything else (whitespace, other encodings, errors) goes to json.loads
-        text = str(data, "utf-8")
-        parent, end = _raw_decode(text)
-        if end != len(text):
-            raise ValueError("trailing data")
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
-        try:
-            parent = json.loads(data)
-        except ValueError:
-            return None
-    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
-    return msg_id if isinstance(msg_id, str) else None
 
 
 class Hub:
@@ -157,7 +136,7 @@ class Hub:
 
     def reply(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> bool:
         """Store a reply; return False when it answers a request already failed by the hub."""
-        msg_id = _parent_id(raw)
+        msg_id = parent_msg_id(raw)
         self._last_reply = (raw, msg_id)
         if msg_id is None:
             return True
@@ -176,7 +155,7 @@ class Hub:
         """Mark the result collected once its client's connection took it."""
         last_raw, msg_id = self._last_reply
         if last_raw is not raw:
-            msg_id = _parent_id(raw)
+            msg_id = parent_msg_id(raw)
         if ok and msg_id is not None:
             self.store.mark_collected(msg_id)
 

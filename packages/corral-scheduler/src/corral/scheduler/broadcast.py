@@ -16,7 +16,6 @@ apart. A target that is not a live engine, or an engine that leaves before reply
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -28,28 +27,11 @@ from corral.scheduler.monitor import Monitor, NullMonitor
 from corral.scheduler.relay import drain
 from corral.wire import MessageRejected, Session
 from corral.wire.errors import EngineError, error_reply
+from corral.wire.session import parent_msg_id
 
 __all__ = ["BroadcastScheduler"]
 
 log = logging.getLogger(__name__)
-
-_raw_decode = json.JSONDecoder().raw_decode
-
-
-def _parent_msg_id(frame: Any) -> str | None:
-    data = frame if type(frame) is bytes else bytes(frame)
-    try:
-        text = str(data, "utf-8")
-        obj, end = _raw_decode(text)
-        if end != len(text):
-            raise ValueError("trailing data")
-    except ValueError:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            return None
-    msg_id = obj.get("msg_id") if isinstance(obj, dict) else None
-    return msg_id if isinstance(msg_id, str) else None
 
 
 class BroadcastScheduler:
@@ -190,7 +172,7 @@ class BroadcastScheduler:
                 )
                 continue
             engine, client = raw.idents
-            msg_id = _parent_msg_id(raw.frames[1])
+            msg_id = parent_msg_id(raw)
             if msg_id is None or self.pending.pop((msg_id, engine), None) is None:
                 self.dropped["late"] += 1
                 continue

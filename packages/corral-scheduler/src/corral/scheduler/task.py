@@ -40,6 +40,7 @@ from corral.wire.errors import (
     wrap_exception,
 )
 from corral.wire.loop import Reactor, Timer
+from corral.wire.session import json_frame
 
 __all__ = ["DEFAULT_HWM", "TaskMonitor", "TaskScheduler"]
 
@@ -58,8 +59,6 @@ EXTERNAL_POLL = 0.05
 #: Seconds a prerequisite unknown everywhere is waited for before the task is failed: a
 #: request sent just before on another channel (mux) may reach the controller after the task.
 UNKNOWN_GRACE = 1.0
-
-_raw_decode = json.JSONDecoder().raw_decode
 
 
 class TaskMonitor(Monitor, Protocol):
@@ -82,18 +81,10 @@ def _never_heard(msg_id: str) -> Outcome:
 
 
 def _json_part(frame: Any) -> Any:
-    data = frame if type(frame) is bytes else bytes(frame)
     try:
-        text = str(data, "utf-8")
-        obj, end = _raw_decode(text)
-        if end != len(text):
-            raise ValueError("trailing data")
-    except ValueError:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            return None
-    return obj
+        return json_frame(frame)
+    except (ValueError, RecursionError):
+        return None
 
 
 @dataclass(slots=True, eq=False)

@@ -41,6 +41,8 @@ __all__ = [
     "DELIM",
     "InsecureSessionWarning",
     "Session",
+    "json_frame",
+    "parent_msg_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,30 @@ def _loads(frame: Any) -> Any:
         if end == len(text):
             return obj
     return json.loads(_as_bytes(frame))
+
+
+def json_frame(frame: Any) -> Any:
+    """Decode one JSON frame as corral sends them (bytes, a memoryview or a ``zmq.Frame``).
+
+    Relays use this for the one or two small frames they must read (a reply's parent header),
+    with the Session's own fast path.
+
+    Raises
+    ------
+    ValueError
+        If the frame is not UTF-8 JSON (``RecursionError`` if it nests absurdly deep).
+    """
+    return _loads(frame)
+
+
+def parent_msg_id(raw: RawMessage) -> str | None:
+    """The ``msg_id`` of the request a relayed message answers, or None if unreadable."""
+    try:
+        parent = _loads(raw.frames[1])
+    except (ValueError, RecursionError):
+        return None
+    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    return msg_id if isinstance(msg_id, str) else None
 
 
 def _view(frame: Any) -> memoryview:
