@@ -42,7 +42,6 @@ import logging
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -50,6 +49,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from report import median, spread, table
 
 NOT_INSTALLED = "not installed"
 START_TARGET_IPP = 10.0  # corral starts >= 10x faster than ipyparallel
@@ -62,29 +63,7 @@ def noop() -> None:
     return None
 
 
-# -- small helpers (as in wire.py) -----------------------------------------------------------
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def spread(xs: list[float]) -> str:
-    """(max - min) / median over rounds, as a noise indicator."""
-    if len(xs) < 2:
-        return "-"
-    return f"{(max(xs) - min(xs)) / median(xs) * 100:.0f}%"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for j, r in enumerate([header, *rows]):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
-        lines.append("  " + "  ".join(cells))
-        if j == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+# -- small helpers ------------------------------------------------------------------------------
 
 
 def rotations(n_rounds: int, items: list[Any]) -> Iterator[list[Any]]:

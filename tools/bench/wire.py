@@ -35,7 +35,6 @@ import logging
 import os
 import pickle
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from typing import Any
 import blake3
 import numpy as np
 import zmq
+from report import median, spread, table
 
 import corral.wire
 from corral.wire import DEFAULT_SCHEME, MessageRejected, Serializer, Session
@@ -122,28 +122,6 @@ def run_rounds(cases: list[Case], rounds: int, slices: int = 1) -> None:
                 spent[id(case)] += elapsed
         for case in live:
             case.times.append(spent[id(case)])
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def spread(xs: list[float]) -> str:
-    """(max - min) / median of the per-round times, as a noise indicator."""
-    if len(xs) < 2:
-        return "-"
-    return f"{(max(xs) - min(xs)) / median(xs) * 100:.0f}%"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for j, r in enumerate([header, *rows]):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
-        lines.append("  " + "  ".join(cells))
-        if j == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def verdict(ratio: float, target: float) -> str:
