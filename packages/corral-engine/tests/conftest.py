@@ -203,6 +203,17 @@ class FakeController:
                 return item
             self._stash[name].append(item)
 
+    def drain_stash(self, name: str) -> list[Any]:
+        """Return (and forget) every item of queue ``name`` received but not yet taken."""
+        items = self._stash[name]
+        while True:
+            try:
+                items.append(self.queues[name].get_nowait())
+            except queue.Empty:
+                break
+        self._stash[name] = []
+        return items
+
     def registered(self, timeout: float = WAIT) -> Message:
         """Wait for the (first) registration request and return it."""
         deadline = time.monotonic() + timeout

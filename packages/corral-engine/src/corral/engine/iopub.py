@@ -195,7 +195,7 @@ class IOPub:
 
     def _loop(self, socket: zmq.Socket[Any]) -> None:
         while True:
-            for item in self._take_batch():
+            for item in _elide_quiet_requests(self._take_batch()):
                 if item is _STOP:
                     return
                 if isinstance(item, threading.Event):
@@ -212,3 +212,29 @@ class IOPub:
             self._session.send(socket, msg_type, content, parent=parent, metadata=self._metadata)
         except (TypeError, zmq.ZMQError) as err:
             log.warning("could not publish a %s message: %s", msg_type, err)
+
+
+def _is_status(item: Any, state: str) -> bool:
+    return isinstance(item, tuple) and item[0] == "status" and item[1].get("execution_state") == state
+
+
+def _elide_quiet_requests(batch: list[Any]) -> list[Any]:
+    """Drop each ``busy`` status directly followed by the same request's ``idle`` in one batch.
+
+    Such a pair says only that a request ran, quietly and within the batch window, which its
+    reply says too; dropping it keeps short requests off the IOPub path entirely (no signing
+    here, no relaying in the controller, no decoding in clients). A request that runs longer
+    than the window, or writes anything, keeps both (docs/messages.md).
+    """
+    out: list[Any] = []
+    for item in batch:
+        if (
+            out
+            and _is_status(item, "idle")
+            and _is_status(out[-1], "busy")
+            and out[-1][2].get("msg_id") == item[2].get("msg_id")
+        ):
+            out.pop()
+            continue
+        out.append(item)
+    return out
