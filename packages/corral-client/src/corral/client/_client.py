@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -88,7 +87,9 @@ class Client:
         self._closed = False
         self._store = ResultStore()
         self._engines = EngineTable()
-        self._io = IOThread(context or zmq.Context.instance(), info, self.session, self._store, self._engines)
+        self._io = IOThread(
+            context or zmq.Context.instance(), info, self.session, self._store, self._engines, self.timeout
+        )
         self._finalizer = weakref.finalize(self, self._io.stop)
         self._io.start()
         try:
@@ -323,7 +324,7 @@ class Client:
         result_class: type[AsyncResult] = AsyncResult,
         **result_kwargs: Any,
     ) -> AsyncResult:
-        """Sign one message per target (in this thread), register them, hand them to the IO thread.
+        """Sign one message per target, register them and send them, all in this thread.
 
         ``payloads[i]`` is the (content, buffers) for target ``i``; a uuid of None sends
         without a routing identity (the scheduler chooses). ``sched``, when given, goes into
@@ -357,10 +358,10 @@ class Client:
             md = Metadata(msg_id=msg.msg_id, submitted=now, engine_id=eid, engine_uuid=uuid)
             requests.append(Request(msg.msg_id, msg_type, eid, uuid, md, in_history))
         self._store.add(requests)
-        sent = threading.Event()
         tracker = zmq.MessageTracker(*tracked) if tracked else None
-        ar = result_class(self, requests, fname, list(ids), single, tracker, sent, **result_kwargs)  # type: ignore[arg-type]
-        self._io.send(channel, frames, requests, sent)
+        # sent in this thread, right below: nothing to wait for but the tracked buffers
+        ar = result_class(self, requests, fname, list(ids), single, tracker, None, **result_kwargs)  # type: ignore[arg-type]
+        self._io.send(channel, frames, requests)
         return ar
 
     def _submit_broadcast(
@@ -405,10 +406,9 @@ class Client:
             md = Metadata(msg_id=key, submitted=now, engine_id=eid, engine_uuid=uuid)
             requests.append(Request(key, msg_type, eid, uuid, md, True, wire_id=msg.msg_id))
         self._store.add_broadcast(msg.msg_id, requests)
-        sent = threading.Event()
         tracker = zmq.MessageTracker(*tracked) if tracked else None
-        ar = result_class(self, requests, fname, list(ids), single, tracker, sent, **result_kwargs)  # type: ignore[arg-type]
-        self._io.send("broadcast", [parts], requests, sent)
+        ar = result_class(self, requests, fname, list(ids), single, tracker, None, **result_kwargs)  # type: ignore[arg-type]
+        self._io.send("broadcast", [parts], requests)
         return ar
 
     def broadcast_view(self, targets: Targets = "all", **flags: Any) -> BroadcastView:

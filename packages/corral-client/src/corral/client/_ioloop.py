@@ -1,10 +1,17 @@
-"""The client's IO thread: the one owner of its sockets, running a corral.wire Reactor.
+"""The client's IO thread: it receives everything, and sends with the user threads.
 
-ZeroMQ sockets are not thread-safe, so every send and receive happens in this thread. User
-threads build and sign messages themselves (serialization errors surface in the caller) and
-hand the finished frames over with ``Reactor.call_soon_threadsafe``. Replies are checked,
-unpickled and stored here, and each waiting result is woken through its own condition
-variable (the ``concurrent.futures.Future`` it is): no polling, no sleeps.
+ZeroMQ sockets are not thread-safe: every use of a socket that carries requests happens under
+that socket's lock. User threads build, sign *and send* their messages themselves, under the
+lock, so a request leaves without waking another thread (a hand-off through the IO thread cost
+about as much CPU as the rest of a round trip). The IO thread waits on the sockets' file
+descriptors (``zmq.FD``), which it may watch without the lock, and receives under the lock
+when one signals. Replies are checked, unpickled and stored there, and each waiting result is
+woken through its own condition variable (the ``concurrent.futures.Future`` it is): no
+polling, no sleeps.
+
+``zmq.FD`` signals edges, not levels: any use of a socket may consume the signal of a message
+that arrived meanwhile. So whoever used a socket checks ``zmq.EVENTS`` afterwards, and a sender
+that finds a message waiting asks the IO thread to drain it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Final
 
@@ -37,6 +44,51 @@ log = logging.getLogger(__name__)
 STRANDED_GRACE: Final = 1.0
 
 _REPLY_CHANNELS: Final = ("mux", "control", "task", "broadcast")
+#: Channels user threads send on, each watched through its file descriptor.
+_SHARED_CHANNELS: Final = ("registration", *_REPLY_CHANNELS)
+_POLLIN: Final = int(zmq.POLLIN)
+_NOBLOCK: Final = int(zmq.NOBLOCK)
+
+
+class _Shared:
+    """A socket that user threads send on and the IO thread receives on, and its lock."""
+
+    __slots__ = ("channel", "fd", "handler", "lock", "socket")
+
+    def __init__(self, channel: str, socket: zmq.Socket[Any], handler: Callable[[list[Message]], None]) -> None:
+        self.channel = channel
+        self.socket = socket
+        self.handler = handler
+        self.lock = threading.Lock()
+        self.fd = int(socket.getsockopt(zmq.FD))
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def readable(self) -> bool:
+        """Whether a message waits (lock held)."""
+        return bool(int(self.socket.getsockopt(zmq.EVENTS)) & _POLLIN)
+
+    def send(self, frames: Sequence[Sequence[Any]], grace: float) -> None:
+        """Send ``frames`` without blocking (lock held); without a connection yet, wait for one.
+
+        A DEALER queues nothing before its connection is complete (``ZMQ_IMMEDIATE``), so a
+        request sent right after connecting would be refused; it waits up to ``grace`` seconds
+        for the connection instead.
+
+        Raises
+        ------
+        zmq.Again
+            If there is still no connection after ``grace`` seconds.
+        """
+        sock = self.socket
+        for parts in frames:
+            try:
+                sock.send_multipart(parts, _NOBLOCK, copy=False)
+            except zmq.Again:
+                if not sock.poll(int(grace * 1000), zmq.POLLOUT):
+                    raise
+                sock.send_multipart(parts, _NOBLOCK, copy=False)
 
 
 class IOThread:
@@ -54,6 +106,8 @@ class IOThread:
         Where replies and output go.
     engines
         The engine table that notifications update.
+    connect_grace
+        Seconds a send waits for its socket's connection to the controller to complete.
 
     Raises
     ------
@@ -68,8 +122,10 @@ class IOThread:
         session: Session,
         store: ResultStore,
         engines: EngineTable,
+        connect_grace: float = 5.0,
     ) -> None:
         self.session = session
+        self.connect_grace = connect_grace
         self.store = store
         self.engines = engines
         self.reactor = Reactor(context)
@@ -83,9 +139,18 @@ class IOThread:
             self._close_sockets()
             self.reactor.close()
             raise
-        self.reactor.add_socket(self.sockets["registration"], self._on_registration)
-        for channel in _REPLY_CHANNELS:
-            self.reactor.add_socket(self.sockets[channel], self._on_replies)
+        self._closed = False
+        self._shared = {
+            channel: _Shared(
+                channel,
+                self.sockets[channel],
+                self._on_registration if channel == "registration" else self._on_replies,
+            )
+            for channel in _SHARED_CHANNELS
+        }
+        for shared in self._shared.values():
+            self.reactor.add_socket(shared, self._on_signal)
+        # only this thread uses the output sockets: the reactor polls them as sockets
         self.reactor.add_socket(self.sockets["iopub"], self._on_output)
         self.reactor.add_socket(self.sockets["notification"], self._on_notification)
         self._channel_of = {sock: name for name, sock in self.sockets.items()}
@@ -99,6 +164,8 @@ class IOThread:
 
     def _run(self) -> None:
         try:
+            # anything that arrived before the loop watched the descriptors has no edge left
+            self.reactor.call_soon_threadsafe(self._drain_all)
             self.reactor.run()
         finally:
             self._close_sockets()
@@ -108,8 +175,14 @@ class IOThread:
                     fut.set_exception(RuntimeError("the client was closed"))
 
     def _close_sockets(self) -> None:
-        for sock in self.sockets.values():
-            sock.close(linger=0)
+        shared = getattr(self, "_shared", {})
+        for channel, sock in self.sockets.items():
+            if channel in shared:
+                with shared[channel].lock:
+                    sock.close(linger=0)
+            else:
+                sock.close(linger=0)
+        self._closed = True
 
     @property
     def in_io_thread(self) -> bool:
@@ -140,19 +213,36 @@ class IOThread:
 
     # -- from user threads ---------------------------------------------------------------------
 
-    def send(
-        self,
-        channel: str,
-        frames: Sequence[Sequence[Any]],
-        requests: Sequence[Request],
-        sent: threading.Event | None,
-    ) -> None:
-        """Send signed multipart messages on ``channel`` from the IO thread, in order.
+    def send(self, channel: str, frames: Sequence[Sequence[Any]], requests: Sequence[Request]) -> None:
+        """Send signed multipart messages on ``channel`` now, in this thread, in order.
 
-        ``sent`` is set once ZeroMQ has taken them; if a send fails, ``requests`` fail with
-        the error instead of waiting forever.
+        If a send fails, ``requests`` fail with the error instead of waiting forever.
         """
-        self.reactor.call_soon_threadsafe(self._send, channel, frames, requests, sent)
+        shared = self._shared[channel]
+        error: BaseException | None = None
+        with shared.lock:
+            if self._closed:
+                error = CorralError("the client was closed")
+            else:
+                try:
+                    # never block for long: a DEALER without a connection (e.g. refused by
+                    # the controller's gate) would block a plain send forever
+                    shared.send(frames, self.connect_grace)
+                except zmq.Again:
+                    error = CorralError(
+                        f"cannot send on the {channel} channel: there is no connection to the controller "
+                        "(it refused this client's key, or is not running)"
+                    )
+                    log.error("%s", error)
+                except Exception as err:
+                    log.error("sending on %s failed: %s", channel, err)
+                    error = err
+                waiting = shared.readable()
+        if error is not None:
+            for req in requests:
+                self.store.complete(req, error=error)
+        elif waiting:
+            self.reactor.call_soon_threadsafe(self._on_signal, shared)
 
     def query(self, msg_type: str, content: dict[str, Any]) -> tuple[str, Future[Message]]:
         """Send a request to the hub (``registration`` channel); the future gets its reply.
@@ -163,7 +253,27 @@ class IOThread:
         frames = self.session.serialize(msg)
         fut: Future[Message] = Future()
         self._queries[msg.msg_id] = fut
-        self.reactor.call_soon_threadsafe(self._send_query, frames, msg.msg_id)
+        shared = self._shared["registration"]
+        error: BaseException | None = None
+        with shared.lock:
+            if self._closed:
+                error = RuntimeError("the client was closed")
+            else:
+                try:
+                    shared.send([frames], self.connect_grace)
+                except zmq.Again:
+                    error = CorralError(
+                        "cannot reach the controller's registration channel: no connection "
+                        "(it refused this client's key, or is not running)"
+                    )
+                except Exception as err:
+                    error = err
+                waiting = shared.readable()
+        if error is not None:
+            self._queries.pop(msg.msg_id, None)
+            fut.set_exception(error)
+        elif waiting:
+            self.reactor.call_soon_threadsafe(self._on_signal, shared)
         return msg.msg_id, fut
 
     def forget(self, msg_id: str) -> None:
@@ -181,51 +291,6 @@ class IOThread:
 
     # -- in the IO thread ----------------------------------------------------------------------
 
-    def _send(
-        self,
-        channel: str,
-        frames: Sequence[Sequence[Any]],
-        requests: Sequence[Request],
-        sent: threading.Event | None,
-    ) -> None:
-        sock = self.sockets[channel]
-        try:
-            for parts in frames:
-                # never block the IO thread: a DEALER without a connection (e.g. refused by the
-                # controller's gate) would block a plain send forever
-                sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            err = CorralError(
-                f"cannot send on the {channel} channel: there is no connection to the controller "
-                "(it refused this client's key, or is not running)"
-            )
-            log.error("%s", err)
-            for req in requests:
-                self.store.complete(req, error=err)
-        except Exception as err:
-            log.error("sending on %s failed: %s", channel, err)
-            for req in requests:
-                self.store.complete(req, error=err)
-        if sent is not None:
-            sent.set()
-
-    def _send_query(self, frames: Sequence[Any], msg_id: str) -> None:
-        try:
-            self.sockets["registration"].send_multipart(frames, zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            fut = self._queries.pop(msg_id, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(
-                    CorralError(
-                        "cannot reach the controller's registration channel: no connection "
-                        "(it refused this client's key, or is not running)"
-                    )
-                )
-        except Exception as err:
-            fut = self._queries.pop(msg_id, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(err)
-
     def _flush(self, done: threading.Event) -> None:
         try:
             self._drain_all()
@@ -233,33 +298,45 @@ class IOThread:
             done.set()
 
     def _drain_all(self) -> None:
-        self._on_registration(self.sockets["registration"])
-        for channel in _REPLY_CHANNELS:
-            self._on_replies(self.sockets[channel])
+        for shared in self._shared.values():
+            self._on_signal(shared)
         self._on_output(self.sockets["iopub"])
         self._on_notification(self.sockets["notification"])
 
+    def _on_signal(self, shared: _Shared) -> None:
+        # a descriptor signalled (or a sender found a message waiting): take in everything
+        # that has arrived, under the lock, and handle it after releasing the lock
+        with shared.lock:
+            if self._closed:
+                return
+            msgs = self._recv_all(shared.socket)
+        if msgs:
+            shared.handler(msgs)
+
     def _recv_all(self, sock: zmq.Socket[Any]) -> list[Message]:
         channel = self._channel_of[sock]
+        session = self.session
         out = []
-        while True:
+        # ask ZeroMQ whether a message waits: this also re-arms the descriptor's edge
+        while int(sock.getsockopt(zmq.EVENTS)) & _POLLIN:
             try:
-                out.append(self.session.recv(sock, zmq.NOBLOCK, channel=channel))
+                out.append(session.recv(sock, _NOBLOCK, channel=channel))
             except zmq.Again:
-                return out
+                break
             except MessageRejected:
                 continue  # counted and logged by the Session
+        return out
 
-    def _on_replies(self, sock: zmq.Socket[Any]) -> None:
-        for msg in self._recv_all(sock):
+    def _on_replies(self, msgs: list[Message]) -> None:
+        for msg in msgs:
             self.store.handle_reply(msg)
 
     def _on_output(self, sock: zmq.Socket[Any]) -> None:
         for msg in self._recv_all(sock):
             self.store.handle_output(msg)
 
-    def _on_registration(self, sock: zmq.Socket[Any]) -> None:
-        for msg in self._recv_all(sock):
+    def _on_registration(self, msgs: list[Message]) -> None:
+        for msg in msgs:
             fut = self._queries.pop(str(msg.parent_header.get("msg_id")), None)
             if fut is None:
                 log.debug("unexpected %s on the registration channel", msg.msg_type)

@@ -59,7 +59,8 @@ class Reactor:
     def __init__(self, context: zmq.Context[Any] | None = None) -> None:
         self.context = context or zmq.Context.instance()
         self._poller = zmq.Poller()
-        self._handlers: dict[Any, Callable[[Any], None]] = {}
+        # what the poller reports (a zmq socket, or a file descriptor number) -> (handler, object)
+        self._handlers: dict[Any, tuple[Callable[[Any], None], Any]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._running = False
@@ -80,14 +81,15 @@ class Reactor:
     def add_socket(self, socket: Any, handler: Callable[[Any], None]) -> None:
         """Call ``handler(socket)`` whenever ``socket`` is readable; it should drain the socket.
 
-        ``socket`` may be a zmq socket or anything with ``fileno()``.
+        ``socket`` may be a zmq socket, a file descriptor, or anything with ``fileno()`` (the
+        handler gets that object).
         """
-        self._handlers[socket] = handler
+        self._handlers[_key(socket)] = (handler, socket)
         self._poller.register(socket, zmq.POLLIN)
 
     def remove_socket(self, socket: Any) -> None:
         """Stop watching ``socket`` (does not close it)."""
-        if self._handlers.pop(socket, None) is not None:
+        if self._handlers.pop(_key(socket), None) is not None:
             self._poller.unregister(socket)
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
@@ -191,9 +193,9 @@ class Reactor:
                     wait = left if wait is None else min(wait, left)
                 events = self._poller.poll(None if wait is None else int(wait * 1000))  # pyzmq truncates floats alike
                 for socket, _ in events:
-                    handler = self._handlers.get(socket)
-                    if handler is not None:
-                        self._invoke(handler, (socket,))
+                    entry = self._handlers.get(socket)
+                    if entry is not None:
+                        self._invoke(entry[0], (entry[1],))
             return True
         finally:
             self._running = False
@@ -201,10 +203,17 @@ class Reactor:
     def close(self) -> None:
         """Close the wake-up sockets; registered sockets are left to their owners."""
         self._poller.unregister(self._wake_rx)
-        self._handlers.pop(self._wake_rx, None)
+        self._handlers.pop(_key(self._wake_rx), None)
         with self._wake_lock:
             self._wake_tx.close(linger=0)
         self._wake_rx.close(linger=0)
 
 
 _instances = itertools.count()
+
+
+def _key(socket: Any) -> Any:
+    # zmq.Poller reports zmq sockets (and plain ints) as registered, other objects by fileno()
+    if isinstance(socket, (zmq.Socket, int)):
+        return socket
+    return socket.fileno()
