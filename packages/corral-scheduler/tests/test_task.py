@@ -461,3 +461,46 @@ def test_junk_is_dropped_and_counted_and_scheduling_goes_on(make_bench: Any) -> 
     # a reply nobody asked for is dropped and counted
     e0.session.send(e0.sock, "apply_reply", {"status": "ok"}, parent={"msg_id": "nope"}, ident=[b"client"])
     bench.wait(lambda: bench.scheduler.dropped["unknown"] == 1)
+
+
+def test_the_default_limit_adapts_to_how_long_tasks_take(make_bench: Any) -> None:
+    from corral.scheduler.task import AUTO_HWM_MAX, AUTO_HWM_MIN
+
+    bench = make_bench()  # hwm left to adapt
+    (e0,) = bench.engines(1)
+    assert bench.scheduler.limit == AUTO_HWM_MIN
+    for _ in range(300):
+        bench.submit()
+    # quick tasks: answered as fast as they come, the engine gets a deeper queue
+    for _ in range(120):
+        e0.reply(e0.recv())
+    quick_limit = bench.call(lambda: bench.scheduler.limit)
+    assert AUTO_HWM_MIN < quick_limit <= AUTO_HWM_MAX
+    # long tasks (40 ms, twice the queued work aimed at): back to one running, one queued, at once
+    for _ in range(3):
+        req = e0.recv()
+        time.sleep(0.04)
+        e0.reply(req)
+    assert bench.call(lambda: bench.scheduler.limit) == AUTO_HWM_MIN
+    # what the engine holds now is drained, and it never gets more than two again
+    held = bench.call(lambda: bench.scheduler.loads[E0])
+    for _ in range(held):
+        req = e0.recv()
+        time.sleep(0.04)
+        e0.reply(req)
+    for _ in range(3):
+        assert bench.call(lambda: bench.scheduler.loads[E0]) <= AUTO_HWM_MIN
+        req = e0.recv()
+        time.sleep(0.04)
+        e0.reply(req)
+
+
+def test_a_fixed_hwm_does_not_adapt(make_bench: Any) -> None:
+    bench = make_bench(hwm=3)
+    (e0,) = bench.engines(1)
+    for _ in range(60):
+        bench.submit()
+    for _ in range(40):
+        e0.reply(e0.recv())
+    assert bench.call(lambda: bench.scheduler.limit) == 3
+    assert bench.call(lambda: bench.scheduler.loads[E0]) <= 3

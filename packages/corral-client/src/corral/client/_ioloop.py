@@ -30,6 +30,7 @@ from corral.client._engines import EngineTable
 from corral.client._store import Request, ResultStore
 from corral.wire.connection import ConnectionInfo
 from corral.wire.errors import CorralError, EngineError, MessageRejected
+from corral.wire.frames import recv_frames
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
 from corral.wire.session import Session
@@ -48,6 +49,8 @@ _REPLY_CHANNELS: Final = ("mux", "control", "task", "broadcast")
 _SHARED_CHANNELS: Final = ("registration", *_REPLY_CHANNELS)
 _POLLIN: Final = int(zmq.POLLIN)
 _NOBLOCK: Final = int(zmq.NOBLOCK)
+#: Messages taken in under a socket's lock at a time.
+_RECV_BATCH: Final = 64
 
 
 class _Shared:
@@ -304,14 +307,39 @@ class IOThread:
         self._on_notification(self.sockets["notification"])
 
     def _on_signal(self, shared: _Shared) -> None:
-        # a descriptor signalled (or a sender found a message waiting): take in everything
-        # that has arrived, under the lock, and handle it after releasing the lock
-        with shared.lock:
-            if self._closed:
+        # a descriptor signalled (or a sender found a message waiting): take in the frames of
+        # what has arrived under the lock, a bounded batch at a time so that senders are not
+        # kept waiting, and check, unpack and handle them with the lock released
+        sock = shared.socket
+        session = self.session
+        channel = shared.channel
+        while True:
+            with shared.lock:
+                if self._closed:
+                    return
+                batch: list[list[Any]] = []
+                # asking ZeroMQ whether a message waits also re-arms the descriptor's edge
+                while len(batch) < _RECV_BATCH and int(sock.getsockopt(zmq.EVENTS)) & _POLLIN:
+                    try:
+                        batch.append(recv_frames(sock, _NOBLOCK))
+                    except zmq.Again:
+                        break
+            if not batch:
                 return
-            msgs = self._recv_all(shared.socket)
-        if msgs:
+            msgs = []
+            for frames in batch:
+                try:
+                    idents, rest = session.feed_identities(frames)
+                except MessageRejected as err:
+                    session.reject(channel, err)
+                    continue
+                try:
+                    msgs.append(session.deserialize(rest, stream=sock, channel=channel, idents=idents))
+                except MessageRejected:
+                    continue  # counted and logged by the Session
             shared.handler(msgs)
+            if len(batch) < _RECV_BATCH:
+                return
 
     def _recv_all(self, sock: zmq.Socket[Any]) -> list[Message]:
         channel = self._channel_of[sock]

@@ -46,9 +46,16 @@ __all__ = ["DEFAULT_HWM", "TaskMonitor", "TaskScheduler"]
 
 log = logging.getLogger(__name__)
 
-#: Tasks outstanding per engine by default: one running and one queued behind it, so an engine
-#: never waits for the scheduler between tasks, while a slow engine hoards little.
-DEFAULT_HWM = 2
+#: Tasks outstanding per engine by default: None, adaptive (see :class:`TaskScheduler`).
+DEFAULT_HWM: int | None = None
+
+#: The adaptive limit's range: at least one task running and one queued behind it, so an engine
+#: never waits for the scheduler between tasks; at most this many for very short tasks.
+AUTO_HWM_MIN = 2
+AUTO_HWM_MAX = 64
+
+#: The adaptive limit queues about this many seconds of work per engine.
+AUTO_HWM_QUEUE_SECONDS = 0.02
 
 #: Finished tasks whose outcome and engine are remembered for dependency checks.
 DEFAULT_MAX_FINISHED = 10_000
@@ -161,7 +168,11 @@ class TaskScheduler:
     scheme
         How to choose an engine, a key of :data:`corral.scheduler.policies.SCHEMES`.
     hwm
-        Most tasks outstanding per engine (0: no limit).
+        Most tasks outstanding per engine (0: no limit). None (the default) adapts it to how
+        long tasks take: each engine gets about :data:`AUTO_HWM_QUEUE_SECONDS` of work queued,
+        at least :data:`AUTO_HWM_MIN` and at most :data:`AUTO_HWM_MAX` tasks; the estimate is
+        the time between consecutive replies of an engine that stayed busy, kept per engine
+        (the slowest engine sets the limit), rising at once and falling gradually.
     lookup
         Answers ``(state, status, engine_uuid)`` for msg_ids this scheduler does not know
         (the hub's store: tasks it forgot, requests of other channels).
@@ -186,14 +197,14 @@ class TaskScheduler:
         monitor: TaskMonitor | None = None,
         *,
         scheme: str = policies.DEFAULT_SCHEME,
-        hwm: int = DEFAULT_HWM,
+        hwm: int | None = DEFAULT_HWM,
         lookup: Callable[[str], Outcome] | None = None,
         max_finished: int = DEFAULT_MAX_FINISHED,
         rng: random.Random | None = None,
     ) -> None:
         if scheme not in policies.SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; schemes are {', '.join(sorted(policies.SCHEMES))}")
-        if hwm < 0:
+        if hwm is not None and hwm < 0:
             raise ValueError(f"hwm must be 0 (no limit) or positive, not {hwm}")
         self.session = session
         self.client_socket = client_socket
@@ -201,6 +212,12 @@ class TaskScheduler:
         self.monitor: TaskMonitor = monitor if monitor is not None else _NullTaskMonitor()
         self.scheme = scheme
         self.hwm = hwm
+        #: the limit in force: ``hwm``, or the adaptive one
+        self.limit = AUTO_HWM_MIN if hwm is None else hwm
+        #: adaptive limit: per engine, (time of its last reply, whether it stayed busy after it)
+        self._last_reply: dict[bytes, tuple[float, bool]] = {}
+        #: adaptive limit: per engine, the estimated seconds a task takes there
+        self._service: dict[bytes, float] = {}
         self.lookup = lookup or _never_heard
         self.max_finished = max_finished
         self.rng = rng or random.Random()
@@ -262,6 +279,7 @@ class TaskScheduler:
         self.connected.discard(uuid)
         self.loads.pop(uuid, None)
         self.last_used.pop(uuid, None)
+        self._forget_timing(uuid)
         self._refresh()
         stranded = [t for t in self.tasks.values() if t.engine == uuid]
         for task in stranded:
@@ -294,6 +312,13 @@ class TaskScheduler:
         for task in [t for t in self.waiting.values() if t.follow is not None or t.targets is not None]:
             self._evaluate(task)
         self._dispatch()
+
+    def _forget_timing(self, uuid: bytes) -> None:
+        self._last_reply.pop(uuid, None)
+        if self._service.pop(uuid, None) is not None and self.hwm is None:
+            slowest = max(self._service.values(), default=0.0)
+            fits = int(AUTO_HWM_QUEUE_SECONDS / slowest) if slowest > 0 else AUTO_HWM_MIN
+            self.limit = max(AUTO_HWM_MIN, min(AUTO_HWM_MAX, fits))
 
     def remove_engine(self, uuid: bytes) -> None:
         """Same as :meth:`engine_lost` with no reason given."""
@@ -474,7 +499,7 @@ class TaskScheduler:
         if queue is None:
             if not front and self._candidates:
                 engine = policies.choose(
-                    self.scheme, self._candidates, self.loads, self.last_used, self.hwm, self.rng, key
+                    self.scheme, self._candidates, self.loads, self.last_used, self.limit, self.rng, key
                 )
                 if engine is not None:
                     self._send(task, engine)
@@ -497,7 +522,7 @@ class TaskScheduler:
             while queue:
                 if not self._candidates:
                     return
-                engine = choose(self.scheme, self._candidates, self.loads, self.last_used, self.hwm, self.rng, key)
+                engine = choose(self.scheme, self._candidates, self.loads, self.last_used, self.limit, self.rng, key)
                 if engine is None:
                     break
                 self._send(queue.popleft(), engine)
@@ -552,6 +577,8 @@ class TaskScheduler:
                 continue
             task.engine = None
             self.loads[engine] -= 1
+            if self.hwm is None:
+                self._observe(engine)
             status = raw.header.get("status")
             if not isinstance(status, str):
                 metadata = _json_part(raw.frames[2])
@@ -573,6 +600,21 @@ class TaskScheduler:
             else:
                 self._finish(task, raw, status, engine, client)
         self._dispatch()
+
+    def _observe(self, engine: bytes) -> None:
+        """Update the adaptive limit with a reply from ``engine`` (its load already lowered)."""
+        now = time.monotonic()
+        previous = self._last_reply.get(engine)
+        self._last_reply[engine] = (now, self.loads[engine] > 0)
+        if previous is None or not previous[1]:
+            return  # the engine may have idled since its last reply: no measurement
+        took = now - previous[0]
+        estimate = self._service.get(engine)
+        # up at once (longer tasks must not be hoarded), down gradually (one quick task is no trend)
+        self._service[engine] = took if estimate is None or took > estimate else estimate + 0.2 * (took - estimate)
+        slowest = max(self._service.values())
+        fits = int(AUTO_HWM_QUEUE_SECONDS / slowest) if slowest > 0 else AUTO_HWM_MAX
+        self.limit = max(AUTO_HWM_MIN, min(AUTO_HWM_MAX, fits))
 
     def _attempt(self, task: Task, raw: RawMessage) -> dict[str, Any] | None:
         """Record an attempt from its reply's metadata; return the decoded metadata."""

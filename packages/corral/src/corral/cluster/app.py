@@ -42,7 +42,7 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         "--hwm",
         type=int,
         default=None,
-        help="most load-balanced tasks outstanding per engine, 0 for no limit (default: 2)",
+        help="most load-balanced tasks outstanding per engine, 0 for no limit (default: adaptive, about 20 ms of work per engine, 2 to 64 tasks)",
     )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 

@@ -104,12 +104,12 @@ class Controller:
         heartbeat_period: float = 0.5,
         heartbeat_misses: int = 4,
         task_scheme: str = DEFAULT_TASK_SCHEME,
-        task_hwm: int = DEFAULT_HWM,
+        task_hwm: int | None = DEFAULT_HWM,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         if task_scheme not in TASK_SCHEMES:
             raise ValueError(f"unknown scheme {task_scheme!r}; schemes are {', '.join(sorted(TASK_SCHEMES))}")
-        if task_hwm < 0:
+        if task_hwm is not None and task_hwm < 0:
             raise ValueError(f"hwm must be 0 (no limit) or positive, not {task_hwm}")
         self.task_scheme = task_scheme
         self.task_hwm = task_hwm
