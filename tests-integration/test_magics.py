@@ -351,6 +351,7 @@ def test_keyboard_interrupt_stops_the_engines_and_the_shell_survives(
     assert "[0-3:execute]: the same error on 4 engines" in out, out
     assert "KeyboardInterrupt" in out, out
     assert "[stdout:" not in out  # no engine got to print
+    assert "signals.py" not in out  # the remote traceback ends in the user's code
     assert "KeyboardInterrupt: %px was interrupted; engine(s) 0-3 were sent SIGINT and stopped" in out, out
     # the shell and every engine keep serving
     _, out = run("%px 'still here'")

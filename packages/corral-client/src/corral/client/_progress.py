@@ -52,6 +52,7 @@ class PlainBar:
         self._file = file
         self._start = time.monotonic()
         self._last = 0.0
+        self._last_n = -1
         self._min_interval = min_interval
         self._closed = False
         self._write(force=True)
@@ -76,6 +77,7 @@ class PlainBar:
         else:
             return
         self._last = now
+        self._last_n = self.n
         out.flush()
 
     def update(self, n: int) -> None:
@@ -92,7 +94,7 @@ class PlainBar:
         out = self._out
         if bool(getattr(out, "isatty", lambda: False)()):
             out.write("\r" + self._line() + "\n")
-        else:
+        elif self._last_n != self.n:  # a file or a notebook: the last line is not repeated
             out.write(self._line() + "\n")
         out.flush()
 

@@ -46,10 +46,25 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _in_engine(tb: TracebackType) -> bool:
+    return tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR)
+
+
 def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
-    """Drop the engine's own frames from the start of a traceback: users see their code."""
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR):
+    """Drop the engine's own frames from both ends of a traceback: users see their code.
+
+    At the start they are the request's dispatch; at the end, the SIGINT handler that raised
+    ``KeyboardInterrupt`` in the user's code.
+    """
+    while tb is not None and _in_engine(tb):
         tb = tb.tb_next
+    last_user, cur = tb, tb
+    while cur is not None:
+        if not _in_engine(cur):
+            last_user = cur
+        cur = cur.tb_next
+    if last_user is not None:
+        last_user.tb_next = None  # what follows it is engine code only
     return tb
 
 
