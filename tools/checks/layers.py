@@ -14,7 +14,8 @@ imports no other corral package; engine, scheduler, hub and client only wire; ma
 wire; the meta-package anything) and that distribution must be declared in the importer's
 ``pyproject.toml`` (``dependencies`` or an extra), or the import fails where only the declared
 closure is installed. Each distribution must also ship exactly the portions ``layout.PORTIONS``
-names. Offenders are printed as ``file:line: ...``.
+names. IPython, ipykernel and ipywidgets may be imported only by corral-magics
+(``layout.FRONT_END``). Offenders are printed as ``file:line: ...``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from layout import ANY, MAY_IMPORT, PORTIONS
+from layout import ANY, FRONT_END, MAY_IMPORT, PORTIONS
 from workspace import ROOT, Distribution, WorkspaceError, load, requirement_name
 
 __all__ = ["corral_imports", "main", "offenders"]
@@ -127,6 +128,10 @@ def offenders(root: Path) -> list[str]:
                     problems.append(f"{at}: relative import {module!r} climbs out of the corral namespace")
                     continue
                 parts = module.split(".")
+                if parts[0] in FRONT_END and name not in FRONT_END[parts[0]]:
+                    users = ", ".join(sorted(FRONT_END[parts[0]]))
+                    problems.append(f"{at}: {name} imports {module}; only {users} may import {parts[0]}")
+                    continue
                 if parts[0] != "corral":
                     continue
                 if len(parts) == 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ANY", "MAY_IMPORT", "PORTIONS"]
+__all__ = ["ANY", "FRONT_END", "MAY_IMPORT", "PORTIONS"]
 
 #: Stands for "every distribution" in :data:`MAY_IMPORT`.
 ANY: Final = frozenset({"*"})
@@ -34,4 +34,14 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "corral-client": frozenset({"corral-wire"}),
     "corral-magics": frozenset({"corral-client", "corral-wire"}),
     "corral": ANY,
+}
+
+#: Interactive front-end packages and the distributions that may import them. Everything below
+#: corral-magics runs in engines, controllers and plain scripts, and must never pull IPython in
+#: (corral-client uses a running IPython session's display machinery only through
+#: ``sys.modules``, without importing it).
+FRONT_END: Final[dict[str, frozenset[str]]] = {
+    "IPython": frozenset({"corral-magics"}),
+    "ipykernel": frozenset({"corral-magics"}),
+    "ipywidgets": frozenset({"corral-magics"}),
 }

@@ -45,6 +45,7 @@ def test_apply_returns_the_result_with_full_metadata(controller: Any, engine: En
         "stderr",
         "msg_id",
         "error",
+        "outputs",
     }
     assert meta["engine_id"] == 0
     assert meta["engine_uuid"] == engine.uuid

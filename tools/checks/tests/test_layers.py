@@ -59,6 +59,21 @@ def test_peers_must_not_import_each_other_however_written(layers: ModuleType, ma
     assert "may import only corral-wire" in found[0]
 
 
+@pytest.mark.parametrize("source", ["import IPython\n", "def f():\n    from IPython.display import display\n"])
+def test_only_magics_may_import_ipython(layers: ModuleType, make_dist: MakeDist, source: str) -> None:
+    make_dist("corral-wire")
+    root = make_dist("corral-client", WIRE_DEP, {"client/__init__.py": source})
+    make_dist(
+        "corral-magics",
+        ["corral-wire>=0.1,<0.2", "corral-client>=0.1,<0.2"],
+        {"magics/__init__.py": "import IPython\nfrom corral.client import x\n"},
+    )
+    found = layers.offenders(root)
+    assert len(found) == 1, found
+    assert "corral-client imports IPython" in found[0]
+    assert "only corral-magics may import IPython" in found[0]
+
+
 def test_allowed_but_undeclared_import_is_reported(layers: ModuleType, make_dist: MakeDist) -> None:
     make_dist("corral-wire")
     make_dist("corral-client", WIRE_DEP)

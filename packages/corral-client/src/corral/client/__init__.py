@@ -40,6 +40,7 @@ from corral.client._directview import DirectView
 from corral.client._executor import ViewExecutor
 from corral.client._lbview import LoadBalancedView
 from corral.client._metadata import Metadata
+from corral.client._outputs import show_outputs
 from corral.client._remotefunction import ParallelFunction, RemoteFunction, parallel, remote
 from corral.client._version import __version__
 from corral.client._view import View
@@ -92,4 +93,5 @@ __all__ = [
     "parallel",
     "remote",
     "require",
+    "show_outputs",
 ]

@@ -324,6 +324,104 @@ class AsyncResult(Future[Any]):
                 total += (c - s).total_seconds()
         return total
 
+    # -- output --------------------------------------------------------------------------------
+
+    def _output_entries(self) -> list[tuple[Any, Metadata]]:
+        return [(r.metadata.get("engine_id", r.engine_id), r.metadata) for r in self._requests]
+
+    def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
+        """Show what the requests printed and displayed, labelled by engine.
+
+        stdout and stderr show as ``[stdout:0] ...`` / ``[stderr:1] ...``, rich output from
+        ``display()`` on the engines as ``[output:2]`` followed by the object (rich in Jupyter
+        and IPython, its plain text elsewhere), and the value of an executed cell's last
+        expression as ``Out[0:3]: ...`` (engine 0, its execution count 3). Waits for nothing:
+        call it once the result is ready to see everything.
+
+        Parameters
+        ----------
+        groupby
+            ``"type"`` (every stdout, then every stderr, then outputs, then results),
+            ``"engine"`` (everything of engine 0, then of engine 1 ...), or ``"order"`` (as
+            ``"type"``, with display outputs interleaved: each engine's first, then each one's
+            second ...).
+        result_only
+            Show only the ``Out[...]`` results.
+
+        Raises
+        ------
+        ValueError
+            If ``groupby`` is not one of the three.
+        """
+        from corral.client._outputs import show_outputs
+
+        show_outputs(self._output_entries(), groupby, result_only)
+
+    def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1, *, kind: str = "auto") -> None:
+        """Wait while showing a progress bar: requests done / total, rate and elapsed time.
+
+        The bar is a widget in a Jupyter kernel with ipywidgets and tqdm, tqdm's text bar where
+        tqdm is installed (``pip install corral-client[progress]``), and a plain line
+        otherwise. Returns when everything is done or ``timeout`` seconds passed (-1 or None:
+        no limit), without raising the result's errors (``get()`` does that).
+
+        Parameters
+        ----------
+        interval
+            Seconds between two updates of the bar.
+        timeout
+            Give up waiting after this many seconds (the bar shows how far it got).
+        kind
+            ``"auto"``, or force ``"widget"``, ``"tqdm"`` or ``"plain"``.
+
+        Raises
+        ------
+        ValueError
+            If ``interval`` is not positive or ``kind`` is unknown.
+        RuntimeError
+            If called from a done-callback (the IO thread).
+        """
+        from corral.client._progress import make_bar
+
+        if not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        limit = _timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        total = len(self)
+        bar = make_bar(total, "tasks", kind)
+        shown = 0
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                step = interval if left is None else max(0.0, min(interval, left))
+                finished = self._wait(step)
+                done = total if finished else self.progress
+                if done > shown:
+                    bar.update(done - shown)
+                    shown = done
+                if finished or (deadline is not None and time.monotonic() >= deadline):
+                    return
+        finally:
+            bar.close()
+
+    def add_output_callback(self, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
+        """Call ``callback(msg_id, msg_type, content)`` for each iopub message of my requests.
+
+        Messages are ``stream`` (``name``, ``text``), ``display_data`` (``data``,
+        ``metadata``), ``execute_result``, ``error`` and ``status``, as they arrive, which is
+        how output can be shown while the requests run (``%px --stream``). The callback runs
+        in the client's IO thread: keep it short (hand the message to a queue) and do not
+        wait for results in it. Output a request produced before the callback was added is
+        not repeated; its metadata has it.
+        """
+        for r in self._requests:
+            self._client._store.add_output_callback(r.msg_id, callback)
+
+    def remove_output_callback(self, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
+        """Stop calling ``callback`` (see :meth:`add_output_callback`)."""
+        for r in self._requests:
+            self._client._store.remove_output_callback(r.msg_id, callback)
+
     # -- containers ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:

@@ -386,3 +386,33 @@ class DirectView(View):
     def importer(self) -> SyncImports:
         """``sync_imports()``, as a property: ``with dv.importer: import x``."""
         return self.sync_imports()
+
+    def activate(self, suffix: str = "") -> None:
+        """Make the parallel magics (``%px``, ``%%px``, ``%autopx``, ``%pxresult``, ``%pxconfig``) run on this view.
+
+        The magics come from the ``corral-magics`` distribution, found through the
+        ``corral.activate`` entry point group (corral-client itself never imports IPython).
+        With a ``suffix`` the magics get it appended, so several views can have magics at once:
+        ``rc[::2].activate("_even")`` gives ``%px_even``, ``%autopx_even`` ...
+
+        Raises
+        ------
+        ImportError
+            If corral-magics (or IPython) is not installed; the message says what to install.
+        RuntimeError
+            If this process is not an IPython session.
+        """
+        from importlib.metadata import entry_points
+
+        found = list(entry_points(group="corral.activate", name="magics"))
+        if not found:
+            raise ImportError(
+                "view.activate() needs the corral-magics distribution (and IPython): pip install corral-magics"
+            )
+        try:
+            activate = found[0].load()
+        except ImportError as err:
+            raise ImportError(
+                f"view.activate() could not load corral.magics ({err}); it needs IPython: pip install corral-magics"
+            ) from err
+        activate(self, suffix)

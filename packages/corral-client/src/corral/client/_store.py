@@ -110,6 +110,8 @@ class ResultStore:
         self.results: dict[str, Any] = {}
         #: msg_id -> Metadata
         self.metadata: dict[str, Metadata] = {}
+        # msg_id -> callbacks told of each iopub message of that request (AsyncResult.add_output_callback)
+        self._output_callbacks: dict[str, list[Callable[[str, str, dict[str, Any]], None]]] = {}
 
     # -- user threads --------------------------------------------------------------------------
 
@@ -195,6 +197,20 @@ class ResultStore:
             finally:
                 self._waiters -= 1
 
+    def add_output_callback(self, msg_id: str, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
+        """Call ``callback(msg_id, msg_type, content)`` for each iopub message of request ``msg_id``."""
+        with self._cond:
+            self._output_callbacks.setdefault(msg_id, []).append(callback)
+
+    def remove_output_callback(self, msg_id: str, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
+        """Stop calling ``callback`` for request ``msg_id`` (no error if it was not registered)."""
+        with self._cond:
+            callbacks = self._output_callbacks.get(msg_id, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._output_callbacks.pop(msg_id, None)
+
     # -- IO thread -----------------------------------------------------------------------------
 
     def handle_reply(self, msg: Message) -> None:
@@ -219,9 +235,15 @@ class ResultStore:
             try:
                 value = _decode(req, msg)
             except Exception as err:  # an undecodable result fails this request, not the loop
-                md["status"] = "error"
-                self.complete(req, error=err)
-                return
+                if req.msg_type == "execute_request":
+                    # a cell's value is a convenience (its text is in execute_result): a class
+                    # that exists only on the engine makes it None, not the cell a failure
+                    log.debug("the value of %s does not unpickle here: %s", req.msg_id, err)
+                    value = None
+                else:
+                    md["status"] = "error"
+                    self.complete(req, error=err)
+                    return
             if req.msg_type == "execute_request":
                 md["execute_result"] = content.get("execute_result")
                 md["execution_count"] = content.get("execution_count")
@@ -264,11 +286,20 @@ class ResultStore:
             if req is not None and not req.done and name in ("stdout", "stderr"):
                 md[name] = md.get(name, "") + str(content.get("text", ""))
         elif kind == "display_data":
-            md["outputs"].append({"data": content.get("data", {}), "metadata": content.get("metadata", {})})
+            req = self._requests.get(str(md.get("msg_id")))
+            # the reply's metadata carries every output too: after it, this one is there already
+            if req is None or not req.done:
+                md["outputs"].append({"data": content.get("data", {}), "metadata": content.get("metadata", {})})
         elif kind == "execute_result":
             md["execute_result"] = content
             if "execution_count" in content:
                 md["execution_count"] = content["execution_count"]
+        callbacks = self._output_callbacks.get(str(md.get("msg_id")))
+        for callback in list(callbacks or ()):
+            try:
+                callback(str(md.get("msg_id")), kind, content)
+            except Exception:  # a broken callback must not stop the IO thread
+                log.exception("error in an output callback of %s", md.get("msg_id"))
 
     def complete(self, req: Request, *, value: Any = None, error: BaseException | None = None) -> None:
         """Mark ``req`` done with a value or an error and tell its listeners (first call wins)."""

@@ -158,6 +158,8 @@ class RequestOutput:
         self._parts: dict[str, list[str]] = {name: [] for name in _STREAMS}
         self._kept: dict[str, int] = dict.fromkeys(_STREAMS, 0)
         self._dropped: dict[str, int] = dict.fromkeys(_STREAMS, 0)
+        #: display data the request published (``{"data": ..., "metadata": ...}``), in order
+        self.outputs: list[dict[str, Any]] = []
         self.wrote = False
 
     def write(self, name: str, text: str) -> None:

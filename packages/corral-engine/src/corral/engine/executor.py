@@ -14,14 +14,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Final
 
 import zmq
 
-from corral.engine import capture
+from corral.engine import capture, display
 from corral.engine.capture import RequestOutput
 from corral.engine.handlers import HANDLERS, Outcome
 from corral.engine.inbox import Inbox, Pending
@@ -46,10 +46,25 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _in_engine(tb: TracebackType) -> bool:
+    return tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR)
+
+
 def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
-    """Drop the engine's own frames from the start of a traceback: users see their code."""
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR):
+    """Drop the engine's own frames from both ends of a traceback: users see their code.
+
+    At the start they are the request's dispatch; at the end, the SIGINT handler that raised
+    ``KeyboardInterrupt`` in the user's code.
+    """
+    while tb is not None and _in_engine(tb):
         tb = tb.tb_next
+    last_user, cur = tb, tb
+    while cur is not None:
+        if not _in_engine(cur):
+            last_user = cur
+        cur = cur.tb_next
+    if last_user is not None:
+        last_user.tb_next = None  # what follows it is engine code only
     return tb
 
 
@@ -100,6 +115,7 @@ class Executor:
         self.capture_output = capture_output
         self.execution_count = 0
         self._output: RequestOutput | None = None
+        self._parent: Mapping[str, Any] | None = None
         self._in_flight: zmq.MessageTracker | None = None
 
     # -- the loop --------------------------------------------------------------------------
@@ -109,6 +125,7 @@ class Executor:
         ident = threading.get_ident()
         if self.capture_output:
             capture.route_thread(ident, self._write)
+        display.route_display(ident, self._display)
         shell = self.shell
         inbox = self.inbox
         try:
@@ -128,6 +145,7 @@ class Executor:
                     break
                 self.handle(pending)
         finally:
+            display.unroute_display(ident)
             if self.capture_output:
                 capture.unroute_thread(ident)
 
@@ -154,6 +172,17 @@ class Executor:
         if stream is not None:
             stream.write(text)
 
+    def _display(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        # display() called by the running request: publish it on iopub, keep it for the reply
+        output, parent = self._output, self._parent
+        if output is None or parent is None:
+            print(data.get("text/plain", ""), file=sys.__stdout__)
+            return
+        content = {"data": data, "metadata": metadata}
+        output.outputs.append(content)
+        output.wrote = True
+        self.iopub.publish("display_data", content, parent)
+
     # -- one request -----------------------------------------------------------------------
 
     def handle(self, pending: Pending) -> None:
@@ -175,6 +204,7 @@ class Executor:
             self.execution_count += 1
         count = self.execution_count
         self._output = output = RequestOutput(lambda name, text: self.iopub.stream(parent, name, text))
+        self._parent = parent
         self.iopub.publish("status", {"execution_state": "busy"}, parent)
         outcome: Outcome | None = None
         error: WrappedException | None = None
@@ -189,6 +219,7 @@ class Executor:
             error = self._wrap(exc, msg)
         finally:
             self._output = None
+            self._parent = None
         published = False
         if outcome is not None and outcome.result_data is not None and not silent:
             self.iopub.publish("execute_result", {"data": outcome.result_data, "execution_count": count}, parent)
@@ -241,6 +272,7 @@ class Executor:
             "status": status,
             "stdout": output.text("stdout") if output is not None else "",
             "stderr": output.text("stderr") if output is not None else "",
+            "outputs": output.outputs if output is not None else [],
             "msg_id": msg.msg_id,
             "error": error,
         }

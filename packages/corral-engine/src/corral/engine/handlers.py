@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from corral.engine.cells import NO_VALUE, run_cell
+from corral.engine.display import mime_bundle
 from corral.wire import Message, SerializationError, Serializer, get_serializer, unpack_apply_message
 
 __all__ = ["HANDLERS", "Outcome", "handle_apply", "handle_execute", "handle_pull", "handle_push", "serializer_of"]
@@ -87,12 +88,20 @@ def _plain_text(value: Any) -> str:
     return text
 
 
+def _has_rich_repr(value: Any) -> bool:
+    # only objects that ask for it pay for the extra representations
+    return not isinstance(value, type) and any(
+        name.startswith("_repr_") and name.endswith("_") for name in dir(type(value))
+    )
+
+
 def handle_execute(msg: Message, namespace: dict[str, Any], execution_count: int) -> Outcome:
     """Run ``content["code"]``; the value of a final expression is the result.
 
     The reply content holds ``execution_count`` and ``execute_result`` (``{"data": {"text/plain":
-    repr(value)}}``, or None when the code does not end with an expression or its value is
-    None); the value itself is serialized into the buffers when it can be.
+    repr(value)}}``, plus every other representation when the value has ``_repr_*_`` methods;
+    None when the code does not end with an expression or its value is None); the value itself
+    is serialized into the buffers when it can be.
 
     Raises
     ------
@@ -112,7 +121,13 @@ def handle_execute(msg: Message, namespace: dict[str, Any], execution_count: int
     if value is NO_VALUE or value is None:
         return Outcome(content)
     data = {"text/plain": _plain_text(value)}
-    content["execute_result"] = {"data": data}
+    if _has_rich_repr(value):
+        rich, md = mime_bundle(value)
+        rich["text/plain"] = data["text/plain"]
+        data = rich
+        content["execute_result"] = {"data": data, "metadata": md}
+    else:
+        content["execute_result"] = {"data": data}
     try:
         buffers = ser.dumps(value)
     except SerializationError as err:
