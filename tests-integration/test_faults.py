@@ -139,3 +139,57 @@ def test_sigkill_of_a_script_leaves_no_orphans(
     script.finish(GONE_WITHIN)
     wait_until(lambda: not any(alive(p) for p in pids), f"the cluster's processes {pids} exit", GONE_WITHIN)
     assert processes_with_env("CORRAL_TEST_MARKER", script_cluster.marker) == [], "nothing the script started survives"
+
+
+def test_a_killed_controller_makes_waits_raise_controller_lost_instead_of_hanging(
+    cluster_factory: Callable[..., tuple[Cluster, Client]],
+) -> None:
+    from corral.client import ControllerLost
+
+    cluster, rc = cluster_factory(1)
+    assert cluster.controller is not None
+    running = rc[0].apply_async(announce_and_sleep, 30)
+    os.kill(cluster.controller.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    with pytest.raises(ControllerLost, match="lost the connection to the controller"):
+        running.get(DEADLINE)
+    assert time.monotonic() - t0 < 5.0, "a lost controller must be noticed within 5 s"
+    assert not running.ready()  # still pending: a controller that comes back may answer it
+    # new work fails at once instead of waiting for a connection
+    t1 = time.monotonic()
+    with pytest.raises(ControllerLost):
+        rc[0].apply_sync(os.getpid)
+    with pytest.raises(ControllerLost):
+        rc.wait(timeout=DEADLINE)
+    assert time.monotonic() - t1 < 2.0
+
+
+def test_a_client_finds_a_controller_restarted_at_the_same_address(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
+) -> None:
+    import subprocess
+    import sys
+
+    from corral.client import ControllerLost
+
+    cluster, rc = cluster_factory(1)
+    assert cluster.controller is not None
+    pid = cluster.controller.pid
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    assert b"--reuse" in argv  # the same ports and key, from the connection file
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: rc._store.lost is not None, "the client noticed the lost controller")
+    with pytest.raises(ControllerLost):
+        rc.queue_status()
+    again = subprocess.Popen(
+        [sys.executable, *[a.decode() for a in argv[1:]]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: rc._store.lost is None, "the client reconnected")
+        assert isinstance(rc.queue_status(), dict)  # the hub answers the same client again
+    finally:
+        os.killpg(again.pid, signal.SIGKILL)
+        again.wait(DEADLINE)

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncMapResult", "AsyncResult"]
 
+#: Seconds between looks at whether the controller was lost, while waiting for a result.
+_LOST_POLL = 0.5
+
 
 def _timeout(timeout: float | None) -> float | None:
     """-1 (or any negative number) and None both mean: wait forever."""
@@ -131,11 +134,20 @@ class AsyncResult(Future[Any]):
                 "cannot wait for a result in the client's IO thread (inside a done-callback): "
                 "it would never arrive; chain another callback instead"
             )
-        try:
-            Future.exception(self, timeout)
-        except FutureTimeout:  # the builtin TimeoutError from Python 3.11 on
-            return False
-        return True
+        store = self._client._store
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            store.raise_if_lost()
+            left = None if deadline is None else deadline - time.monotonic()
+            # wait in slices, so that a lost controller is noticed while waiting
+            step = _LOST_POLL if left is None else max(0.0, min(_LOST_POLL, left))
+            try:
+                Future.exception(self, step)
+            except FutureTimeout:  # the builtin TimeoutError from Python 3.11 on
+                if left is not None and left <= _LOST_POLL:
+                    return False
+                continue
+            return True
 
     def wait(self, timeout: float | None = -1) -> None:
         """Wait until the result is available or ``timeout`` seconds pass (-1: forever).
@@ -172,6 +184,9 @@ class AsyncResult(Future[Any]):
         ------
         corral.wire.errors.TimeoutError
             If the result is not ready in time (also a builtin ``TimeoutError``).
+        ControllerLost
+            If the connection to the controller is lost while waiting (the result stays
+            pending: it can still arrive if the controller comes back).
         RemoteError
             If the call failed on its engine (``EngineError``, ``TaskAborted`` for those cases).
         CompositeError

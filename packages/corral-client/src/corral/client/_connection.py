@@ -31,6 +31,11 @@ CHANNEL_KINDS: Final = {
 # Channels that carry results (registration: results fetched from the hub), whose frames can
 # be any size: the peer is the controller named
 # in a connection file we chose to trust, and every message is still MAC-checked.
+#: ZMTP heartbeats on the registration connection: a ping this often (ms), and the connection
+#: is dropped when nothing comes back for this long (ms).
+HEARTBEAT_IVL_MS: Final = 1000
+HEARTBEAT_TIMEOUT_MS: Final = 2500
+
 _UNLIMITED: Final = frozenset({"mux", "control", "task", "broadcast", "registration"})
 
 
@@ -120,6 +125,11 @@ def connect_socket(
             sock.curve_serverkey = server_key.encode("ascii")
         else:
             admit(sock, key)
+        if channel == "registration":
+            # ZMTP heartbeats: a controller that dies silently (its host is cut off) drops this
+            # connection within HEARTBEAT_TIMEOUT_MS, which the client's monitor reports
+            sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         else:

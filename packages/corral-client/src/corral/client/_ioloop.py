@@ -16,6 +16,7 @@ that finds a message waiting asks the IO thread to drain it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,20 +25,24 @@ from concurrent.futures import Future
 from typing import Any, Final
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from corral.client._connection import CHANNEL_KINDS, connect_socket
 from corral.client._engines import EngineTable
 from corral.client._store import Request, ResultStore
-from corral.wire.connection import ConnectionInfo
-from corral.wire.errors import CorralError, EngineError, MessageRejected
+from corral.wire.connection import ConnectionInfo, channel_url
+from corral.wire.errors import ControllerLost, CorralError, EngineError, MessageRejected
 from corral.wire.frames import recv_frames
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
 from corral.wire.session import Session
 
-__all__ = ["STRANDED_GRACE", "IOThread"]
+__all__ = ["LOST_GRACE", "STRANDED_GRACE", "IOThread"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds the connection to the controller may stay down before the client counts it lost.
+LOST_GRACE: Final = 1.0
 
 #: Seconds after an engine leaves before its unanswered requests fail here with EngineError.
 #: The controller is expected to fail them first; this only stops a result from hanging
@@ -157,6 +162,13 @@ class IOThread:
         self.reactor.add_socket(self.sockets["iopub"], self._on_output)
         self.reactor.add_socket(self.sockets["notification"], self._on_notification)
         self._channel_of = {sock: name for name, sock in self.sockets.items()}
+        # the registration connection's ups and downs: how the client notices a lost controller
+        self._url = channel_url(info, "registration")
+        self._down_since: float | None = None
+        self._monitor = self.sockets["registration"].get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+        )
+        self.reactor.add_socket(self._monitor, self._on_monitor)
         self.thread = threading.Thread(target=self._run, name="corral-client-io", daemon=True)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -178,6 +190,11 @@ class IOThread:
                     fut.set_exception(RuntimeError("the client was closed"))
 
     def _close_sockets(self) -> None:
+        monitor = getattr(self, "_monitor", None)
+        if monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self.sockets["registration"].disable_monitor()
+            monitor.close(linger=0)
         shared = getattr(self, "_shared", {})
         for channel, sock in self.sockets.items():
             if channel in shared:
@@ -222,10 +239,12 @@ class IOThread:
         If a send fails, ``requests`` fail with the error instead of waiting forever.
         """
         shared = self._shared[channel]
-        error: BaseException | None = None
+        error: BaseException | None = self.store.lost
         with shared.lock:
             if self._closed:
                 error = CorralError("the client was closed")
+            elif error is not None:
+                pass  # no connection to wait for: fail at once, below
             else:
                 try:
                     # never block for long: a DEALER without a connection (e.g. refused by
@@ -257,10 +276,12 @@ class IOThread:
         fut: Future[Message] = Future()
         self._queries[msg.msg_id] = fut
         shared = self._shared["registration"]
-        error: BaseException | None = None
+        error: BaseException | None = self.store.lost
         with shared.lock:
             if self._closed:
                 error = RuntimeError("the client was closed")
+            elif error is not None:
+                pass  # no connection to wait for: fail at once, below
             else:
                 try:
                     shared.send([frames], self.connect_grace)
@@ -370,6 +391,34 @@ class IOThread:
                 log.debug("unexpected %s on the registration channel", msg.msg_type)
             elif not fut.done():
                 fut.set_result(msg)
+
+    def _on_monitor(self, monitor: zmq.Socket[Any]) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    self.reactor.call_later(LOST_GRACE, self._check_lost)
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._down_since = None
+                if self.store.lost is not None:
+                    log.warning("the controller at %s answers again", self._url)
+                    self.store.set_lost(None)
+
+    def _check_lost(self) -> None:
+        down = self._down_since
+        if down is None or self.store.lost is not None:
+            return
+        err = ControllerLost(
+            f"lost the connection to the controller at {self._url} {time.monotonic() - down:.1f} s ago "
+            "(it stopped, crashed or became unreachable); results still pending cannot arrive until "
+            "it is back (`corral list` shows whether the cluster runs)"
+        )
+        log.error("%s", err)
+        self.store.set_lost(err)
 
     def _on_notification(self, sock: zmq.Socket[Any]) -> None:
         for msg in self._recv_all(sock):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from corral.client._metadata import Metadata, utcnow
-from corral.wire.errors import CorralError, RemoteError, TaskAborted, unwrap_exception
+from corral.wire.errors import ControllerLost, CorralError, RemoteError, TaskAborted, unwrap_exception
 from corral.wire.message import Message
 from corral.wire.serialize import get_serializer
 
@@ -112,6 +112,20 @@ class ResultStore:
         self.metadata: dict[str, Metadata] = {}
         # msg_id -> callbacks told of each iopub message of that request (AsyncResult.add_output_callback)
         self._output_callbacks: dict[str, list[Callable[[str, str, dict[str, Any]], None]]] = {}
+        #: while the connection to the controller is lost: the ControllerLost that waits raise
+        self.lost: ControllerLost | None = None
+
+    def set_lost(self, err: ControllerLost | None) -> None:
+        """Mark the controller lost (``err``) or back (None); wake every waiter to look."""
+        with self._cond:
+            self.lost = err
+            self._cond.notify_all()
+
+    def raise_if_lost(self) -> None:
+        """Raise a fresh :class:`ControllerLost` while the controller is lost."""
+        err = self.lost
+        if err is not None:
+            raise ControllerLost(str(err))
 
     # -- user threads --------------------------------------------------------------------------
 
@@ -190,6 +204,7 @@ class ResultStore:
                     left = [m for m in left if m in self._pending]
                     if not left:
                         return True
+                    self.raise_if_lost()
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
