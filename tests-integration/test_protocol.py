@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -58,3 +58,40 @@ def test_function_from_main_sees_engine_globals(cluster: Cluster, rc: Client, pr
     result = script.wait_for_event("result")
     assert result["value"] == 42, "the engine's a (21), not the script's"
     assert script.finish() == 0
+
+
+def test_junk_on_the_controllers_sockets_is_counted_where_a_client_can_see_it(
+    cluster: Cluster, rc: Client, wait_until: Any
+) -> None:
+    import zmq
+
+    from corral.wire import Session, read_connection_file
+    from corral.wire.gate import admit
+
+    info = read_connection_file(cluster.connection_file)
+    key = Session(info["key"]).key
+    before = rc.drop_counts()["controller"].get("mux", {})
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        # a peer that passes the connection gate (it knows the key) but sends junk, and a
+        # message signed with another key: both dropped and counted, neither executed
+        admit(sock, key)
+        sock.connect(f"tcp://{info['ip']}:{info['ports']['mux']}")
+        for _ in range(5):
+            sock.send_multipart([b"<IDS|MSG>", b"not an envelope", b"{}", b"{}", b"{}", b"{}"])
+        Session(b"another key entirely, 32 bytes!").send(sock, "apply_request", {})
+    finally:
+        sock.close(linger=1000)
+        ctx.term()
+
+    def counted() -> bool:
+        mux = rc.drop_counts()["controller"].get("mux", {})
+        return (
+            mux.get("malformed", 0) >= before.get("malformed", 0) + 5
+            and mux.get("bad_signature", 0) >= before.get("bad_signature", 0) + 1
+        )
+
+    wait_until(counted, "the controller counted 5 malformed and 1 badly signed message on mux")
+    assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)  # still serving

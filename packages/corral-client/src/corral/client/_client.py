@@ -476,6 +476,24 @@ class Client:
 
     # -- queries and control -------------------------------------------------------------------
 
+    def drop_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Messages dropped on receipt, by channel and reason: the controller's and this client's.
+
+        Returns ``{"controller": {channel: {reason: n}}, "client": {...}}``. Reasons are
+        ``signature`` (wrong key or tampered), ``replay``, ``malformed``, ``version`` and the
+        like (docs/protocol.md); nothing dropped is ever executed.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        """
+        reply = self._query("drops_request", {})
+        mine: dict[str, dict[str, int]] = {}
+        for (channel, reason), n in sorted(self.session.rejections.items()):
+            mine.setdefault(channel, {})[reason] = n
+        return {"controller": dict(reply.content.get("drops") or {}), "client": mine}
+
     def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
         """Ask the hub how many requests each engine has queued, completed, and running as tasks.
 

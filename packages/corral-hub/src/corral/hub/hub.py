@@ -431,6 +431,13 @@ class Hub:
             # let the reply leave before the sockets close
             self._reactor.call_later(0.05, self.on_shutdown)
 
+    def _drops_request(self, msg: Message) -> None:
+        # what the controller's sockets dropped, by channel and reason (docs/protocol.md)
+        drops: dict[str, dict[str, int]] = {}
+        for (channel, reason), n in sorted(self.session.rejections.items()):
+            drops.setdefault(channel, {})[reason] = n
+        self._reply(msg, "drops_reply", {"drops": drops})
+
     _handlers: ClassVar[dict[str, Callable[[Hub, Message], None]]] = {
         "registration_request": _registration_request,
         "engine_exit": _engine_exit,
@@ -439,4 +446,5 @@ class Hub:
         "result_request": _result_request,
         "purge_request": _purge_request,
         "shutdown_request": _shutdown_request,
+        "drops_request": _drops_request,
     }
