@@ -380,28 +380,66 @@ def test_retries_run_out(make_bench: Any) -> None:
 def test_a_lost_engine_s_tasks_are_resubmitted_or_failed_at_once(make_bench: Any) -> None:
     bench = make_bench(hwm=0)
     e0, e1 = bench.engines(2)
-    retried = bench.submit({"retries": 1})
-    assert e0.recv().msg_id == retried
+    doomed = bench.submit()  # no retries: fails when its engine dies under it
+    assert e0.recv().msg_id == doomed
     bench.submit()
     e1.recv()
-    doomed = bench.submit()
-    assert e0.recv().msg_id == doomed
+    queued = bench.submit()
+    assert e0.recv().msg_id == queued
     bench.call(bench.scheduler.engine_lost, E0, "killed by SIGKILL")
     reply = bench.result()
     assert reply.parent_header["msg_id"] == doomed
     err = unwrap_exception(reply.content)
     assert isinstance(err, EngineError)
     assert "killed by SIGKILL" in str(err)
+    assert "was running" in str(err)
     bench.wait(lambda: bench.monitor.answered_ == [(doomed, "EngineError")])  # reported after the send
+    # the task queued behind it never ran on e0: it goes to e1 as it was, no retry spent
+    again = e1.recv()
+    assert again.msg_id == queued
+    e1.reply(again)
+    final = bench.result()
+    assert final.parent_header["msg_id"] == queued
+    assert final.header["status"] == "ok"
+    # a late reply from the lost engine is dropped, never delivered twice
+    e0.session.send(e0.sock, "apply_reply", {"status": "ok"}, parent={"msg_id": doomed}, ident=[b"x"])
+    bench.wait(lambda: bench.scheduler.dropped["late"] + bench.scheduler.dropped["unknown"] >= 1)
+
+
+def test_a_running_task_whose_engine_dies_is_retried_with_the_attempt_recorded(make_bench: Any) -> None:
+    bench = make_bench(hwm=0)
+    e0, e1 = bench.engines(2)
+    retried = bench.submit({"retries": 1})
+    assert e0.recv().msg_id == retried
+    bench.call(bench.scheduler.engine_lost, E0, "killed by SIGKILL")
     again = e1.recv()
     assert again.msg_id == retried
     e1.reply(again)
     final = bench.result()
     assert [a["status"] for a in final.metadata["attempts"]] == ["error", "ok"]
     assert final.metadata["attempts"][0]["error"]["ename"] == "EngineError"
-    # a late reply from the lost engine is dropped, never delivered twice
-    e0.session.send(e0.sock, "apply_reply", {"status": "ok"}, parent={"msg_id": doomed}, ident=[b"x"])
-    bench.wait(lambda: bench.scheduler.dropped["late"] + bench.scheduler.dropped["unknown"] >= 1)
+
+
+def test_a_task_that_kills_three_engines_is_failed_as_poisonous(make_bench: Any) -> None:
+    from corral.scheduler.task import POISON_KILLS
+
+    bench = make_bench(hwm=0)
+    engines = bench.engines(4)
+    poison = bench.submit({"retries": 10})
+    by_uuid = {e.uuid: e for e in engines}
+    for n in range(POISON_KILLS):
+        uuid = bench.call(lambda: bench.scheduler.tasks[poison].engine)
+        assert uuid in by_uuid, f"the task is not running anywhere before kill {n + 1}"
+        got = by_uuid.pop(uuid)
+        assert got.recv().msg_id == poison
+        bench.call(bench.scheduler.engine_lost, uuid, "killed by SIGSEGV")
+    engines = list(by_uuid.values())
+    reply = bench.result()
+    err = unwrap_exception(reply.content)
+    assert isinstance(err, EngineError)
+    assert "poisonous" in str(err)
+    assert bench.call(lambda: poison in bench.scheduler.tasks) is False
+    assert all(e.quiet(0.05) for e in engines)  # not sent to the last engine
 
 
 def test_unmet_tries_another_engine_then_is_impossible(make_bench: Any) -> None:

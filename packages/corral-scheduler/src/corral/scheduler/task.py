@@ -57,6 +57,9 @@ AUTO_HWM_MAX = 64
 #: The adaptive limit queues about this many seconds of work per engine.
 AUTO_HWM_QUEUE_SECONDS = 0.02
 
+#: A task running on this many engines that died is failed as poisonous, retries or not.
+POISON_KILLS = 3
+
 #: Finished tasks whose outcome and engine are remembered for dependency checks.
 DEFAULT_MAX_FINISHED = 10_000
 
@@ -121,6 +124,11 @@ class Task:
     attempts: list[dict[str, Any]] | None = None
     #: waits on requests the hub knows and this scheduler does not
     external: bool = False
+    #: when it was last sent to an engine (the scheduler's send counter): an engine runs its
+    #: tasks in the order they were sent, so the earliest one it holds is the one running
+    dispatched: int = 0
+    #: engines that died while it was the one running there
+    kills: int = 0
 
     @property
     def waits(self) -> bool:
@@ -281,14 +289,27 @@ class TaskScheduler:
         self.last_used.pop(uuid, None)
         self._forget_timing(uuid)
         self._refresh()
-        stranded = [t for t in self.tasks.values() if t.engine == uuid]
-        for task in stranded:
+        stranded = sorted((t for t in self.tasks.values() if t.engine == uuid), key=lambda t: t.dispatched)
+        # the engine ran its tasks one at a time in the order they were sent: only the earliest
+        # can have started; the others never ran there and go back to the queue as they were
+        for task in reversed(stranded[1:]):
             task.engine = None
+            self._place(task, front=True)
+        for task in stranded[:1]:
+            task.engine = None
+            task.kills += 1
             what = task.raw.header.get("msg_type", "request")
             err = EngineError(
                 "EngineError",
-                f"engine {engine_id} {reason} while {task.msg_id} ({what}) was queued or running",
+                f"engine {engine_id} {reason} while {task.msg_id} ({what}) was running",
             )
+            if task.kills >= POISON_KILLS:
+                err = EngineError(
+                    "EngineError",
+                    f"engine {engine_id} {reason} while {task.msg_id} ({what}) was running: the "
+                    f"{task.kills}th engine to die running it, so it is failed as poisonous instead of "
+                    "being tried again",
+                )
             info = {"engine_id": engine_id, "engine_uuid": uuid.decode(errors="replace"), "method": ""}
             attempt = {
                 "engine_id": engine_id,
@@ -300,7 +321,7 @@ class TaskScheduler:
             }
             if task.attempts is not None:
                 task.attempts.append(attempt)
-            if task.retries > 0:
+            if task.retries > 0 and task.kills < POISON_KILLS:
                 task.retries -= 1
                 self._place(task, front=True)
             else:
@@ -533,6 +554,7 @@ class TaskScheduler:
         task.engine = engine
         self.loads[engine] += 1
         self._uses += 1
+        task.dispatched = self._uses
         self.last_used[engine] = self._uses
         self.monitor.request("task", task.raw, task.client, engine)
         try:
