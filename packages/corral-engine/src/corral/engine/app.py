@@ -15,15 +15,18 @@ Exit codes: 0 when the engine stopped as asked (shutdown request, SIGTERM, contr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import threading
 import uuid as _uuid
 from collections.abc import Sequence
+from typing import Any
 
 from corral.engine._version import __version__
 from corral.engine.errors import RegistrationError
-from corral.engine.lifeline import SUPERVISOR_PID_ENV, die_with_parent
+from corral.engine.lifeline import SUPERVISOR_ID_FD_ENV, SUPERVISOR_PID_ENV, die_with_parent
 from corral.engine.supervisor import Supervisor
 from corral.wire import ConnectionFileError, read_connection_file
 from corral.wire.lifeline import watch_lifeline
@@ -62,6 +65,26 @@ def _uuid_arg(text: str) -> str:
     return value
 
 
+def _restarts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of restarts") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} restarts: give 0 (never) or more")
+    return value
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a memory limit of {text} MB: give a positive number")
+    return int(value * 2**20)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser of ``python -m corral.engine``."""
     parser = argparse.ArgumentParser(
@@ -74,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-supervisor",
         action="store_true",
         help="run the engine in this process (default: a supervisor process reports its exit to the hub)",
+    )
+    parser.add_argument(
+        "--restart",
+        type=_restarts,
+        default=0,
+        metavar="N",
+        help="restart an engine that dies (a signal, or an exit code above 1) under the same id, "
+        "at most N times a minute (default 0: never; needs the supervisor)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=_megabytes,
+        default=None,
+        metavar="MB",
+        help="kill the engine when its resident memory passes MB megabytes, reporting 'memory limit "
+        "exceeded' (restarted with --restart; needs the supervisor)",
     )
     parser.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=_LOG_LEVELS, help="logging level (default INFO)"
@@ -139,7 +178,26 @@ def _run_supervisor(args: argparse.Namespace) -> int:
     except ConnectionFileError as err:
         return _fail(str(err))
     uuid = args.uuid or _uuid.uuid4().hex
-    return Supervisor(info, uuid, _child_args(args, uuid)).run()
+    supervisor = Supervisor(
+        info, uuid, _child_args(args, uuid), restart_limit=args.restart, memory_limit=args.memory_limit
+    )
+    return supervisor.run()
+
+
+def _tell_supervisor_the_id(engine: Any, fd: int, timeout: float) -> None:
+    """Write the engine's id to the supervisor's pipe once it registers (a daemon thread)."""
+
+    def tell() -> None:
+        try:
+            if engine.wait_registered(timeout) and engine.id is not None:
+                os.write(fd, f"{engine.id}\n".encode())
+        except OSError as err:
+            log.debug("could not tell the supervisor the engine id: %s", err)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    threading.Thread(target=tell, name="corral-engine-tell-id", daemon=True).start()
 
 
 def _run_engine(args: argparse.Namespace) -> int:
@@ -164,6 +222,9 @@ def _run_engine(args: argparse.Namespace) -> int:
         )
     except ConnectionFileError as err:
         return _fail(str(err))
+    id_fd = os.environ.get(SUPERVISOR_ID_FD_ENV, "")
+    if args.supervised and id_fd.isdigit():
+        _tell_supervisor_the_id(engine, int(id_fd), args.timeout)
     try:
         engine.run()
     except RegistrationError as err:
@@ -189,5 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         return _fail(str(err))
     if args.no_supervisor:
+        if (args.restart or args.memory_limit is not None) and not args.supervised:
+            return _fail("--restart and --memory-limit need the supervisor: drop --no-supervisor")
         return _run_engine(args)
     return _run_supervisor(args)

@@ -20,12 +20,16 @@ from typing import Final
 
 from corral.engine.signals import block_in_this_thread
 
-__all__ = ["SUPERVISOR_PID_ENV", "die_with_parent"]
+__all__ = ["SUPERVISOR_ID_FD_ENV", "SUPERVISOR_PID_ENV", "die_with_parent"]
 
 log = logging.getLogger(__name__)
 
 #: Environment variable the supervisor sets to its pid for the engine it starts.
 SUPERVISOR_PID_ENV: Final = "CORRAL_ENGINE_SUPERVISOR_PID"
+
+#: The pipe (a file descriptor number) on which a supervised engine tells its supervisor the
+#: engine id the hub gave it, one decimal line, so that a restart can ask for the same id.
+SUPERVISOR_ID_FD_ENV: Final = "CORRAL_ENGINE_SUPERVISOR_ID_FD"
 
 _PR_SET_PDEATHSIG: Final = 1
 _POLL_SECONDS: Final = 1.0

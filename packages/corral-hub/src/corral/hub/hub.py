@@ -365,9 +365,10 @@ class Hub:
         if record is not None:
             code = msg.content.get("exit_code")
             sig = msg.content.get("signal")
-            self.lose(
-                record, describe_exit(code if isinstance(code, int) else None, sig if isinstance(sig, str) else None)
-            )
+            reason = msg.content.get("reason")
+            how = describe_exit(code if isinstance(code, int) else None, sig if isinstance(sig, str) else None)
+            # the supervisor may say why it ended the engine (e.g. its memory limit)
+            self.lose(record, f"{how}: {reason}" if isinstance(reason, str) and reason else how)
 
     def _connection_request(self, msg: Message) -> None:
         self._reply(msg, "connection_reply", {"engines": {str(r.id): r.uuid for r in self.engines.live()}})
