@@ -428,6 +428,8 @@ def test_a_task_that_kills_three_engines_is_failed_as_poisonous(make_bench: Any)
     poison = bench.submit({"retries": 10})
     by_uuid = {e.uuid: e for e in engines}
     for n in range(POISON_KILLS):
+        # the scheduler places the task in its own thread: wait until it is on an engine
+        bench.wait(lambda: poison in bench.scheduler.tasks and bench.scheduler.tasks[poison].engine is not None)
         uuid = bench.call(lambda: bench.scheduler.tasks[poison].engine)
         assert uuid in by_uuid, f"the task is not running anywhere before kill {n + 1}"
         got = by_uuid.pop(uuid)
