@@ -77,7 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)"
     )
     add_cluster_id(start)
-    start.add_argument("--engines", default="local", help="engine launcher (default: %(default)s)")
+    start.add_argument(
+        "--engines",
+        default="local",
+        help="engine launcher: local, mpi, ssh, or any in the corral.launchers entry-point group (default: %(default)s)",
+    )
+    start.add_argument(
+        "-o",
+        "--launcher-option",
+        action="append",
+        type=_commands_launcher_option,
+        metavar="KEY=VALUE",
+        help="an option for the engine launcher, repeatable (e.g. -o hosts=node1,node2; see docs/launchers.md)",
+    )
     start.add_argument("--ip", default="127.0.0.1", help="address the controller listens on (default: %(default)s)")
     start.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)"
@@ -116,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_id(eng)
     return parser
+
+
+def _commands_launcher_option(value: str) -> tuple[str, str]:
+    from corral.cli._commands import launcher_option
+
+    return launcher_option(value)
 
 
 def _positive_int(value: str) -> int:

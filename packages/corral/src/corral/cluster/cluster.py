@@ -17,11 +17,12 @@ import os
 import secrets
 import time
 import weakref
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from corral.cluster._sync import sync_twin
-from corral.launchers import Launched, LaunchError, find_launcher, stop_all
+from corral.launchers import Launched, Launcher, LaunchError, find_launcher, stop_all
 from corral.wire import new_connection_info, write_connection_file
 from corral.wire.paths import (
     cluster_record_path,
@@ -61,7 +62,11 @@ class Cluster:
     cluster_id
         Names the connection file; a random id by default.
     engines
-        Launcher for the engines, by entry-point name (``"local"``).
+        Launcher for the engines, by entry-point name in the ``corral.launchers`` group:
+        ``"local"`` (default), ``"mpi"``, ``"ssh"``, or a third-party one.
+    launcher_options
+        Options for the engine launcher's constructor (e.g. ``{"hosts": ["a", "b"]}`` for
+        ``"ssh"``); see ``docs/launchers.md``.
     ip
         Address the controller binds (loopback by default).
     log_level
@@ -90,6 +95,7 @@ class Cluster:
         *,
         cluster_id: str | None = None,
         engines: str = "local",
+        launcher_options: Mapping[str, Any] | None = None,
         ip: str = "127.0.0.1",
         log_level: str = "WARNING",
         engine_timeout: float = 60.0,
@@ -114,8 +120,10 @@ class Cluster:
         self.connection_file = connection_file_path(self.cluster_id)
         self.log_dir = corral_dir() / "logs" / self.cluster_id
         launcher_class = find_launcher(engines)  # ValueError naming the known launchers
-        self.engine_launcher = launcher_class(self.log_dir, lifeline=shutdown_atexit)
-        self.controller_launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
+        self.engine_launcher: Launcher = launcher_class(
+            self.log_dir, lifeline=shutdown_atexit, **dict(launcher_options or {})
+        )
+        self.controller_launcher: Launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
         self.controller: Launched | None = None
         self.engines: list[Launched] = []
         self._clients: list[Client] = []
@@ -149,14 +157,8 @@ class Cluster:
             signature_scheme=self.signature_scheme,
         )
         write_connection_file(self.connection_file, info)
-        args = [
-            "corral.cluster",
-            "--cluster-id", self.cluster_id,
-            "--connection-file", str(self.connection_file),
-            "--reuse",
-            "--log-level", self.log_level,
-        ]  # fmt: skip
-        self.controller = self.controller_launcher.spawn(args, "controller.log")
+        args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level]
+        self.controller = self.controller_launcher.start_controller(self.connection_file, args)
         _live.add(self)
         self._write_record()
 
@@ -167,14 +169,16 @@ class Cluster:
         ------
         RuntimeError
             If the controller has not been started.
+        LaunchError
+            If the launcher cannot run its command (missing program, refused submission).
         """
         if self.controller is None:
             raise RuntimeError("start the controller first (start_cluster() starts both)")
         count = self.n if n is None else n
-        first = len(self.engines)
-        for i in range(first, first + count):
-            args = ["corral.engine", "--connection-file", str(self.connection_file), "--log-level", self.log_level]
-            self.engines.append(self.engine_launcher.spawn(args, f"engine-{i}.log"))
+        first = sum(e.engines for e in self.engines)
+        self.engines += self.engine_launcher.start_engines(
+            count, self.connection_file, ["--log-level", self.log_level], first_index=first
+        )
         self._write_record()
 
     async def start_cluster(self, n: int | None = None) -> None:
@@ -226,7 +230,7 @@ class Cluster:
             If an engine process dies before registering (its log tail is in the message),
             or they do not all register within ``timeout`` (default ``engine_timeout``).
         """
-        count = len(self.engines) if n is None else n
+        count = sum(e.engines for e in self.engines) if n is None else n
         # not `self._client or ...`: a Client with no engines yet is falsy (len 0)
         client = self._client if self._client is not None else await self.connect_client()
         self._client = client
@@ -264,7 +268,7 @@ class Cluster:
             await self.start_cluster(n)
             client = await self.connect_client()
             self._client = client
-            await self.wait_for_engines(len(self.engines))
+            await self.wait_for_engines()
             if activate:
                 activate_magics(client[:])
         except BaseException:
