@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,8 +71,16 @@ def which_or_fail(program: str, what: str, fix: str) -> str:
     return found
 
 
-def run_logged(cmd: Sequence[str], what: str, timeout: float, env: Mapping[str, str] | None = None) -> str:
+def run_logged(
+    cmd: Sequence[str],
+    what: str,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> str:
     """Run a short helper command (``scp``, ``sbatch``, ``scancel``) to completion; return its output.
+
+    ``stdin`` is written to its standard input (none by default).
 
     Raises
     ------
@@ -82,7 +91,7 @@ def run_logged(cmd: Sequence[str], what: str, timeout: float, env: Mapping[str, 
     try:
         done = subprocess.run(
             list(cmd),
-            stdin=subprocess.DEVNULL,
+            input=b"" if stdin is None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             timeout=timeout,
@@ -239,6 +248,55 @@ class Launcher(abc.ABC):
             )
         self.log_dir = Path(log_dir)
         self.lifeline = lifeline
+        self._lifeline_fds: tuple[int, int] | None = None
+
+    def lifeline_fd(self) -> int:
+        """The read end of this launcher's lifeline pipe, created on first use (inheritable)."""
+        if self._lifeline_fds is None:
+            r, w = os.pipe()
+            os.set_inheritable(r, True)
+            self._lifeline_fds = (r, w)
+        return self._lifeline_fds[0]
+
+    def spawn_command(
+        self,
+        cmd: Sequence[str],
+        log_name: str,
+        *,
+        engines: int = 1,
+        env: Mapping[str, str] | None = None,
+        hold_stdin: bool = False,
+    ) -> Launched:
+        """Start ``cmd`` with its output in ``log_dir/log_name``, under a lifeline guard if on.
+
+        The guard (``python -m corral.launchers._guard``) holds the lifeline for programs that
+        cannot pass it on (``mpiexec``, ``ssh``) and stops ``cmd`` when this process dies.
+        With ``hold_stdin`` the guard always runs and gives ``cmd`` a standard input that
+        stays open until the guard ends (``ssh`` forwards it: the remote engine's lifeline).
+        The handle's :attr:`~Launched.cmd` is ``cmd`` itself, the command users recognise.
+
+        Raises
+        ------
+        LaunchError
+            If ``cmd`` (or the interpreter) cannot be run.
+        """
+        from corral.launchers.local import spawn_logged
+
+        run_env = dict(os.environ if env is None else env)
+        run_env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = list(cmd)
+        fds: tuple[int, ...] = ()
+        if self.lifeline:
+            fd = self.lifeline_fd()
+            run_env["CORRAL_LIFELINE_FD"] = str(fd)
+            fds = (fd,)
+        if self.lifeline or hold_stdin:
+            argv = [sys.executable, "-m", "corral.launchers._guard", *(["--hold-stdin"] if hold_stdin else []), *argv]
+        launched = spawn_logged(
+            argv, self.log_dir / log_name, env=run_env, pass_fds=fds, launcher=self.name, engines=engines
+        )
+        launched.cmd = list(cmd)
+        return launched
 
     @abc.abstractmethod
     def start_engines(
@@ -280,8 +338,13 @@ class Launcher(abc.ABC):
         """
         raise LaunchError(f"the {self.name!r} launcher cannot start controllers; use 'local' for the controller")
 
-    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
-        """Release what the launcher holds (a lifeline pipe, a temporary directory)."""
+    def close(self) -> None:
+        """Release what the launcher holds; dropping the lifeline stops what still holds it."""
+        if self._lifeline_fds is not None:
+            for fd in self._lifeline_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._lifeline_fds = None
 
     @classmethod
     def restore(cls, record: Mapping[str, Any]) -> Launched:

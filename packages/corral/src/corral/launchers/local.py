@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from corral.launchers.base import Launched, Launcher, LaunchError, stop_all
 from corral.wire.paths import private_dir
@@ -74,17 +73,6 @@ class LocalLauncher(Launcher):
     name = "local"
     options: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, log_dir: Path, *, lifeline: bool = True, **options: Any) -> None:
-        super().__init__(log_dir, lifeline=lifeline, **options)
-        self._lifeline_fds: tuple[int, int] | None = None
-
-    def _lifeline_read_end(self) -> int:
-        if self._lifeline_fds is None:
-            r, w = os.pipe()
-            os.set_inheritable(r, True)
-            self._lifeline_fds = (r, w)
-        return self._lifeline_fds[0]
-
     def spawn(self, args: Sequence[str], log_name: str) -> Launched:
         """Start ``python -m <args>`` with its output in ``log_dir/log_name``.
 
@@ -100,7 +88,7 @@ class LocalLauncher(Launcher):
         env.setdefault("PYTHONUNBUFFERED", "1")
         fds: tuple[int, ...] = ()
         if self.lifeline:
-            read_end = self._lifeline_read_end()
+            read_end = self.lifeline_fd()
             env["CORRAL_LIFELINE_FD"] = str(read_end)
             fds = (read_end,)
         return spawn_logged(cmd, self.log_dir / log_name, env=env, pass_fds=fds, launcher=self.name)
@@ -129,11 +117,3 @@ class LocalLauncher(Launcher):
         """Start ``python -m corral.cluster --reuse`` on this machine, log ``controller.log``."""
         args = ["corral.cluster", "--connection-file", str(connection_file), "--reuse", *controller_args]
         return self.spawn(args, "controller.log")
-
-    def close(self) -> None:
-        """Drop the lifeline: children still holding it stop by themselves."""
-        if self._lifeline_fds is not None:
-            for fd in self._lifeline_fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._lifeline_fds = None
