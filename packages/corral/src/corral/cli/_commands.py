@@ -87,6 +87,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             engine_timeout=args.timeout,
             shutdown_atexit=False,
             signature_scheme=args.signature_scheme,
+            curve=True if args.curve else None,
+            insecure=args.insecure,
         )
     except ValueError as err:
         print(f"corral start: {err}", file=sys.stderr)

@@ -104,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="how messages are authenticated (default: %(default)s; blake3-v1 for CPUs without AES instructions)",
     )
 
+    security = start.add_mutually_exclusive_group()
+    security.add_argument(
+        "--curve",
+        action="store_true",
+        help="use CurveZMQ encryption even on loopback (it is on whenever --ip is not a loopback address)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
+    )
+
     stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")
     add_cluster_id(stop)
     stop.add_argument("--all", action="store_true", help="stop every running cluster")

@@ -22,8 +22,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from corral.cluster._sync import sync_twin
+from corral.cluster.controller import resolve_curve
 from corral.launchers import Launched, Launcher, LaunchError, find_launcher, stop_all
 from corral.wire import new_connection_info, write_connection_file
+from corral.wire.gate import curve_server_keys
 from corral.wire.paths import (
     cluster_record_path,
     connection_file_path,
@@ -67,6 +69,10 @@ class Cluster:
     launcher_options
         Options for the engine launcher's constructor (e.g. ``{"hosts": ["a", "b"]}`` for
         ``"ssh"``); see ``docs/launchers.md``.
+    controller
+        Launcher for the controller: ``"local"`` (default), or the engines' launcher by name
+        (``"ssh"`` runs it on the launcher's ``controller_host``), which then gets
+        ``launcher_options`` too.
     ip
         Address the controller binds (loopback by default).
     log_level
@@ -80,6 +86,17 @@ class Cluster:
     signature_scheme
         How messages are authenticated (see :mod:`corral.wire.signing`); the default needs a
         CPU with AES instructions to be fast, ``"blake3-v1"`` does not.
+    curve
+        CurveZMQ encryption: ``None`` (default) turns it on exactly when ``ip`` is not a
+        loopback address; ``True`` forces it on loopback too.
+    insecure
+        Allow a non-loopback ``ip`` without CurveZMQ (see ``docs/security.md``).
+
+    Raises
+    ------
+    ValueError
+        For a bad ``n``, ``signature_scheme``, launcher name or option, or a non-loopback
+        ``ip`` with ``curve=False`` and not ``insecure``.
 
     Examples
     --------
@@ -96,12 +113,17 @@ class Cluster:
         cluster_id: str | None = None,
         engines: str = "local",
         launcher_options: Mapping[str, Any] | None = None,
+        controller: str = "local",
         ip: str = "127.0.0.1",
         log_level: str = "WARNING",
         engine_timeout: float = 60.0,
         shutdown_atexit: bool = True,
         signature_scheme: str = DEFAULT_SCHEME,
+        curve: bool | None = None,
+        insecure: bool = False,
     ) -> None:
+        self.curve = resolve_curve(ip, curve, insecure)
+        self.insecure = insecure
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
         self.n = (
@@ -123,7 +145,15 @@ class Cluster:
         self.engine_launcher: Launcher = launcher_class(
             self.log_dir, lifeline=shutdown_atexit, **dict(launcher_options or {})
         )
-        self.controller_launcher: Launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
+        if controller == engines:
+            self.controller_launcher: Launcher = self.engine_launcher
+        elif controller == "local":
+            self.controller_launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
+        else:
+            raise ValueError(
+                f"controller={controller!r}: the controller runs locally or through the engines' launcher "
+                f"({engines!r}); pass controller='local' or controller={engines!r}"
+            )
         self.controller: Launched | None = None
         self.engines: list[Launched] = []
         self._clients: list[Client] = []
@@ -156,8 +186,12 @@ class Cluster:
             ip=self.ip,
             signature_scheme=self.signature_scheme,
         )
+        if self.curve:
+            info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
         write_connection_file(self.connection_file, info)
         args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level]
+        if self.insecure and not self.curve:
+            args.append("--insecure")
         self.controller = self.controller_launcher.start_controller(self.connection_file, args)
         _live.add(self)
         self._write_record()
@@ -300,7 +334,8 @@ class Cluster:
         await self.stop_engines()
         await self.stop_controller()
         self.engine_launcher.close()
-        self.controller_launcher.close()
+        if self.controller_launcher is not self.engine_launcher:
+            self.controller_launcher.close()
         _live.discard(self)
 
     def _stop_now(self) -> None:
