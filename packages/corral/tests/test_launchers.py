@@ -106,3 +106,87 @@ def test_a_launcher_must_implement_start_engines(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="start_engines"):
         Half(tmp_path)  # type: ignore[abstract]
+
+
+def test_mpi_command_line_and_options(tmp_path: Path) -> None:
+    from corral.launchers.mpi import MPILauncher
+
+    launcher = MPILauncher(tmp_path, mpi_args="--hostfile 'my hosts' --oversubscribe", python="/opt/py")
+    conn = tmp_path / "c.json"
+    assert launcher.command(4, conn, ["--log-level", "INFO"]) == [
+        "mpiexec", "-n", "4", "--hostfile", "my hosts", "--oversubscribe",
+        "/opt/py", "-m", "corral.engine", "--connection-file", str(conn), "--mpi", "--log-level", "INFO",
+    ]  # fmt: skip
+    # engines added later get ids after the first ones: --id is the offset added to the rank
+    assert launcher.command(2, conn, [], first_index=4)[-2:] == ["--id", "4"]
+    with pytest.raises(ValueError, match="'mpi_args' option takes a string or a list of strings"):
+        MPILauncher(tmp_path, mpi_args=3)
+    with pytest.raises(ValueError, match="'mpi' launcher has no option 'host'; its options: mpi_args, mpiexec, python"):
+        MPILauncher(tmp_path, host="x")
+
+
+def test_ssh_options_are_checked(tmp_path: Path) -> None:
+    from corral.launchers.ssh import SSHLauncher
+
+    with pytest.raises(ValueError, match="needs hosts"):
+        SSHLauncher(tmp_path)
+    with pytest.raises(ValueError, match="is not a host name"):
+        SSHLauncher(tmp_path, hosts="-oProxyCommand=x")
+    launcher = SSHLauncher(tmp_path, hosts="a, user@b", ssh_args="-p 2222")
+    assert launcher.hosts == ["a", "user@b"]
+    assert launcher.ssh_args[-2:] == ["-p", "2222"]
+    assert "BatchMode=yes" in launcher.ssh_args
+    assert launcher.remote_path(tmp_path / "corral-x.json") == ".corral/security/corral-x.json"
+
+
+def test_ssh_to_an_unreachable_port_fails_with_command_and_output(tmp_path: Path) -> None:
+    import shutil
+
+    from corral.launchers.ssh import SSHLauncher
+    from corral.wire.testing import free_ports
+
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client installed (.ci/run installs openssh-client)")
+    conn = tmp_path / "c.json"
+    conn.write_text("{}")
+    conn.chmod(0o600)
+    launcher = SSHLauncher(tmp_path, hosts="127.0.0.1", ssh_args=f"-F /dev/null -p {free_ports(1)[0]}")
+    t0 = time.monotonic()
+    with pytest.raises(
+        LaunchError, match=r"(?s)copying the connection file to 127.0.0.1 failed.*command: ssh .*refused"
+    ):
+        launcher.start_engines(2, conn, [])
+    assert time.monotonic() - t0 < 30
+
+
+def test_the_guard_stops_its_command_when_the_lifeline_closes(tmp_path: Path) -> None:
+    from corral.launchers.mpi import MPILauncher
+
+    launcher = MPILauncher(tmp_path, lifeline=True)
+    code = "import os, time; print('child', os.getpid(), flush=True); time.sleep(60)"
+    proc = launcher.spawn_command([sys.executable, "-c", code], "guarded.log")
+    assert proc.cmd == [sys.executable, "-c", code]  # the command users recognise, not the guard
+    deadline = time.monotonic() + 30
+    while "child" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child = Launched(cmd=[], log=proc.log, pid=int(proc.output().split()[1]))
+    launcher.close()  # as if this process had died: the lifeline's write end closes
+    deadline = time.monotonic() + 30
+    while (proc.alive() or child.alive()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not child.alive()
+    assert not proc.alive()
+    assert proc.status() == "exited with code 143"  # the guard passes on the child's SIGTERM
+
+
+def test_curve_policy() -> None:
+    from corral.cluster.controller import resolve_curve
+
+    assert resolve_curve("127.0.0.1", None, False) is False
+    assert resolve_curve("127.0.0.1", True, False) is True
+    assert resolve_curve("10.1.2.3", None, False) is True
+    assert resolve_curve("10.1.2.3", None, True) is False
+    with pytest.raises(ValueError, match=r"binding 10.1.2.3 without CurveZMQ is refused.*--insecure"):
+        resolve_curve("10.1.2.3", False, False)
+    with pytest.raises(ValueError, match="contradict"):
+        resolve_curve("127.0.0.1", True, True)
