@@ -172,15 +172,18 @@ def test_engines_over_ssh_run_work_and_stop_with_the_cluster(sshd: SSHD, tmp_pat
         # the engines were started by sshd, not by this process's launcher
         assert not any(pid in _children(os.getpid()) for pid in engine_pids)
     assert _wait_gone(engine_pids) == []
+    assert not copied.exists()  # stop_cluster removed the copy of the key
     assert _wait_gone(_pids_with_cmdline(str(remote_dir))) == []  # their supervisors too
 
 
-def test_controller_and_engines_over_ssh(sshd: SSHD, tmp_path: Path) -> None:
+def test_controller_and_engines_over_ssh_with_curve(sshd: SSHD, tmp_path: Path) -> None:
     remote_dir = tmp_path / "remote"
+    # as across hosts: CurveZMQ on (here forced, as the controller binds loopback)
     cluster = Cluster(
-        n=2, engines="ssh", controller="ssh", launcher_options=sshd.options(remote_dir), engine_timeout=120
+        n=2, engines="ssh", controller="ssh", launcher_options=sshd.options(remote_dir), engine_timeout=120, curve=True
     )
     with cluster as rc:
+        assert "curve_public_key" in json.loads((remote_dir / cluster.connection_file.name).read_text())
         assert cluster.controller is not None
         assert cluster.controller.cmd[0] == "ssh"
         assert "corral.cluster" in cluster.controller.cmd[-1]

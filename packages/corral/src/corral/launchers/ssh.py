@@ -5,7 +5,8 @@ For each host, the connection file is copied with ``ssh HOST 'cat > FILE'`` (mod
 ``ssh HOST 'CORRAL_LIFELINE_FD=0 exec PYTHON -m corral.engine --connection-file FILE ...'``.
 The engine's standard input, forwarded by ssh, is its lifeline: when the local ``ssh`` ends
 (``Cluster.stop_cluster()``, ``corral stop``, or the launching Python process dying), the
-remote engine sees end-of-file and stops. ``ssh`` runs with ``BatchMode=yes``, so a host that
+remote engine sees end-of-file and stops. ``Cluster.stop_cluster()`` then removes the copied
+connection files (``corral stop``, from another process, does not know them and leaves them). ``ssh`` runs with ``BatchMode=yes``, so a host that
 wants a password fails at once instead of waiting for a prompt nobody answers.
 
 The controller must listen on an address the hosts reach (``Cluster(ip=...)``); binding anything
@@ -14,14 +15,17 @@ but loopback turns CurveZMQ on (see ``docs/security.md``).
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from corral.launchers.base import Launched, Launcher, run_logged, stop_all, which_or_fail
+from corral.launchers.base import Launched, Launcher, LaunchError, run_logged, stop_all, which_or_fail
 
 __all__ = ["SSHLauncher"]
+
+log = logging.getLogger(__name__)
 
 #: seconds the connection-file copy may take before it counts as failed
 COPY_TIMEOUT = 30.0
@@ -95,7 +99,8 @@ class SSHLauncher(Launcher):
         self.python = str(options.get("python", "python3"))
         self.remote_dir = str(options.get("remote_dir", ".corral/security")).rstrip("/") or "/"
         self.controller_host = str(options.get("controller_host", self.hosts[0]))
-        self._copied: set[str] = set()
+        #: host -> remote path of the connection file copied there (removed again by close)
+        self._copied: dict[str, str] = {}
 
     def _ssh(self, host: str, remote: str) -> list[str]:
         return [self.ssh, *self.ssh_args, host, remote]
@@ -124,7 +129,7 @@ class SSHLauncher(Launcher):
             self.ssh, "the 'ssh' launcher", "Install an ssh client (Debian/Ubuntu: `apt-get install openssh-client`)."
         )
         run_logged(cmd, f"copying the connection file to {host}", COPY_TIMEOUT, stdin=connection_file.read_bytes())
-        self._copied.add(host)
+        self._copied[host] = remote
         return remote
 
     def _remote_command(self, module: str, remote_file: str, args: Sequence[str], lifeline: bool) -> str:
@@ -153,6 +158,18 @@ class SSHLauncher(Launcher):
             stop_all(started)
             raise
         return started
+
+    def close(self) -> None:
+        """Remove the copied connection files from the hosts (best effort, 30 s each), drop the lifeline."""
+        for host, remote in sorted(self._copied.items()):
+            try:
+                run_logged(
+                    self._ssh(host, f"rm -f {shlex.quote(remote)}"), f"removing {remote} on {host}", COPY_TIMEOUT
+                )
+            except LaunchError as err:
+                log.warning("%s", err)
+        self._copied.clear()
+        super().close()
 
     def start_controller(self, connection_file: Path, controller_args: Sequence[str]) -> Launched:
         """Run the controller on ``controller_host`` with the copied connection file (``--reuse``).
