@@ -6,6 +6,7 @@ installs mpi4py. Without them these tests are skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from corral.client import interactive
+from corral.client import Client, interactive
 from corral.cluster import Cluster
 from corral.launchers import LaunchError
 
@@ -58,7 +59,7 @@ def test_engines_are_mpi_ranks_and_allreduce_across_them(mpi_options: dict[str, 
     with cluster as rc:
         assert rc.ids == [0, 1, 2, 3]
         assert len(cluster.engines) == 1  # one mpiexec runs all four
-        assert cluster.engines[0].cmd[0] == MPIEXEC or cluster.engines[0].cmd[0] == "mpiexec"
+        assert cluster.engines[0].cmd[:3] == ["mpiexec", "-n", "4"]
         # each engine's id is its rank; the client drives an allreduce among them
         # a collective runs on every rank at once: the client drives all four together
         assert rc[:].apply_sync(_ranks_and_sum) == [(rank, 4, 1 + 2 + 3 + 4) for rank in range(4)]
@@ -104,9 +105,7 @@ def test_missing_mpiexec_fails_at_once_with_the_fix() -> None:
     assert not cluster.connection_file.exists()
 
 
-def test_ranks_that_cannot_start_report_command_and_output(
-    mpi_options: dict[str, str], processes_with_env: Callable[[str, str], list[int]]
-) -> None:
+def test_ranks_that_cannot_start_report_command_and_output(mpi_options: dict[str, str]) -> None:
     options = {**mpi_options, "python": "/nonexistent/python3"}
     cluster = Cluster(n=2, engines="mpi", launcher_options=options, engine_timeout=90)
     t0 = time.monotonic()
@@ -115,7 +114,7 @@ def test_ranks_that_cannot_start_report_command_and_output(
     elapsed = time.monotonic() - t0
     text = str(caught.value)
     assert "an engine of cluster" in text
-    assert f"command: {MPIEXEC if os.path.isabs(str(MPIEXEC)) else 'mpiexec'}" in text or "command: mpiexec" in text
+    assert f"command: mpiexec -n 2 {options['mpi_args']}".rstrip() in text
     assert "/nonexistent/python3 -m corral.engine" in text  # the command it ran
     assert "/nonexistent/python3" in text.split("\n", 3)[-1]  # and mpiexec's own output naming it
     assert elapsed < 90
@@ -149,3 +148,26 @@ def test_mpi_rank_is_requested_and_a_taken_id_is_refused(cluster_factory: Callab
     finally:
         free.terminate()
         free.wait(30)
+
+
+def test_corral_start_and_stop_an_mpi_cluster(mpi_options: dict[str, str], cli: Any) -> None:
+    out = cli("start", "-n", "4", "--engines", "mpi", "-o", f"mpi_args={mpi_options['mpi_args']}",
+              "--cluster-id", "cli-mpi", timeout=150)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "controller and 4 engines ready" in out.stdout
+    listing = cli("list").stdout
+    row = next(line for line in listing.splitlines() if line.startswith("cli-mpi"))
+    assert row.split()[3] == "4"  # one mpiexec entry counted as its 4 engines
+    from corral.wire.paths import cluster_record_path
+
+    record = json.loads(cluster_record_path("cli-mpi").read_text())
+    assert [(e["launcher"], e["engines"]) for e in record["engines"]] == [("mpi", 4)]
+    with Client(cluster_id="cli-mpi") as rc:
+        assert rc.ids == [0, 1, 2, 3]
+        engine_pids = rc[:].apply_sync(interactive(lambda: __import__("os").getpid()))
+    stopped = cli("stop", "--cluster-id", "cli-mpi")
+    assert stopped.returncode == 0, stopped.stderr
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in [*engine_pids, record["engines"][0]["pid"]]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in [*engine_pids, record["engines"][0]["pid"]])

@@ -190,3 +190,18 @@ def test_curve_policy() -> None:
         resolve_curve("10.1.2.3", False, False)
     with pytest.raises(ValueError, match="contradict"):
         resolve_curve("127.0.0.1", True, True)
+
+
+def test_cluster_ports_avoid_the_ephemeral_range_and_ports_in_use() -> None:
+    import socket
+
+    from corral.cluster._ports import _ephemeral_low, listen_ports
+
+    ports = listen_ports(14)
+    assert len(set(ports)) == 14
+    assert all(10000 <= p < _ephemeral_low() for p in ports)
+    for port in ports:  # each is bindable right now
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+    # an address of another machine cannot be checked here: ports are still chosen
+    assert len(set(listen_ports(3, "192.0.2.1"))) == 3

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from corral.cluster._ports import listen_ports
 from corral.cluster._sync import sync_twin
 from corral.cluster.controller import resolve_curve
 from corral.launchers import Launched, Launcher, LaunchError, find_launcher, stop_all
@@ -35,7 +36,6 @@ from corral.wire.paths import (
 )
 from corral.wire.protocol import CHANNELS
 from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
-from corral.wire.testing import free_ports
 
 if TYPE_CHECKING:
     from corral.client import Client
@@ -181,7 +181,7 @@ class Cluster:
         if self.controller is not None and self.controller.alive():
             raise RuntimeError(f"the controller of cluster {self.cluster_id!r} is already running")
         info = new_connection_info(
-            dict(zip(CHANNELS, free_ports(len(CHANNELS)), strict=True)),
+            dict(zip(CHANNELS, listen_ports(len(CHANNELS), self.ip), strict=True)),
             cluster_id=self.cluster_id,
             ip=self.ip,
             signature_scheme=self.signature_scheme,
