@@ -1,7 +1,7 @@
 """Start engines (and optionally the controller) on other hosts over ``ssh``.
 
-For each host, the connection file is copied with ``ssh HOST 'cat > FILE'`` (mode 0600 in a
-0700 directory, so the remote engine accepts it), then each engine runs as
+For each host, the connection file is copied with ``ssh HOST 'cat > FILE'`` (mode 0600, so the
+remote engine accepts it; a directory it creates gets mode 0700), then each engine runs as
 ``ssh HOST 'CORRAL_LIFELINE_FD=0 exec PYTHON -m corral.engine --connection-file FILE ...'``.
 The engine's standard input, forwarded by ssh, is its lifeline: when the local ``ssh`` ends
 (``Cluster.stop_cluster()``, ``corral stop``, or the launching Python process dying), the
@@ -121,7 +121,8 @@ class SSHLauncher(Launcher):
         remote = self.remote_path(connection_file)
         directory = shlex.quote(self.remote_dir)
         script = (
-            f"umask 077 && mkdir -p {directory} && chmod 700 {directory} && "
+            # a new directory is made private; an existing one is left as it is (it may be shared)
+            f"umask 077 && mkdir -p -m 700 {directory} && "
             f"cat > {shlex.quote(remote)}.tmp && mv {shlex.quote(remote)}.tmp {shlex.quote(remote)}"
         )
         cmd = self._ssh(host, script)
