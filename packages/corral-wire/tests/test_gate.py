@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from corral.wire import harden
-from corral.wire.gate import Gate, admit, gate_token
+from corral.wire.gate import Gate, admit, curve_client_keys, curve_required, curve_server_keys, gate_token
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,3 +73,75 @@ def test_no_key_means_no_gate() -> None:
         sock.close(linger=0)
     gate.stop()
     ctx.term()
+
+
+@pytest.fixture
+def curve_gated() -> Any:
+    ctx: zmq.Context[Any] = zmq.Context()
+    key = os.urandom(32)
+    gate = Gate(ctx, key, curve=True)
+    router = gate.guard(harden(ctx.socket(zmq.ROUTER)))
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        yield ctx, key, gate, router, f"tcp://127.0.0.1:{port}"
+    finally:
+        gate.stop()
+        ctx.destroy(linger=0)
+
+
+def test_curve_gate_refuses_plain_wrong_key_and_unknown_server_key(curve_gated: Any) -> None:
+    ctx, key, gate, router, url = curve_gated
+    assert gate.curve_public_key == curve_server_keys(key)[0].decode()
+    attempts: list[Any] = [
+        lambda s: admit(s, key),  # the right PLAIN token: a PLAIN peer cannot talk to a CURVE socket
+        lambda s: admit(s, os.urandom(32), gate.curve_public_key),  # knows the server key, not the cluster key
+        lambda s: admit(s, key, curve_server_keys(os.urandom(32))[0]),  # right key, wrong server key
+        lambda s: s,  # nothing at all
+    ]
+    for setup in attempts:
+        stranger = setup(harden(ctx.socket(zmq.DEALER)))
+        stranger.connect(url)
+        stranger.send(b"small")
+        assert router.poll(500) == 0
+        stranger.close(linger=0)
+
+
+def test_curve_gate_admits_the_key_holder(curve_gated: Any) -> None:
+    ctx, key, gate, router, url = curve_gated
+    friend = admit(harden(ctx.socket(zmq.DEALER), max_frame_size=None), key, gate.curve_public_key)
+    friend.connect(url)
+    friend.send(b"hello")
+    assert router.poll(20_000)
+    _, got = router.recv_multipart()
+    assert got == b"hello"
+    friend.close(linger=0)
+
+
+def test_curve_keys_are_derived_per_role_and_per_key() -> None:
+    key = os.urandom(32)
+    server, client = curve_server_keys(key), curve_client_keys(key)
+    assert server != client
+    assert curve_server_keys(key) == server
+    assert curve_server_keys(os.urandom(32)) != server
+    assert len(server[0]) == 40
+    assert zmq.curve_public(server[1]) == server[0]
+    with pytest.raises(ValueError, match="needs a cluster key"):
+        curve_client_keys(b"")
+
+
+def test_curve_server_key_must_be_z85() -> None:
+    ctx: zmq.Context[Any] = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    with pytest.raises(ValueError, match="not a 40-character Z85"):
+        admit(s, os.urandom(32), "short")
+    s.close(linger=0)
+    ctx.term()
+
+
+@pytest.mark.parametrize(
+    ("ip", "required"),
+    [("127.0.0.1", False), ("127.3.4.5", False), ("::1", False), ("10.0.0.1", True), ("0.0.0.0", True),
+     ("::", True), ("*", True), ("node1", True)],
+)  # fmt: skip
+def test_curve_is_required_off_loopback(ip: str, required: bool) -> None:
+    assert curve_required(ip) is required

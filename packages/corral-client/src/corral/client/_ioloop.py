@@ -33,6 +33,7 @@ from corral.client._store import Request, ResultStore
 from corral.wire.connection import ConnectionInfo, channel_url
 from corral.wire.errors import ControllerLost, CorralError, EngineError, MessageRejected
 from corral.wire.frames import recv_frames
+from corral.wire.gate import curve_client_keys
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
 from corral.wire.session import Session
@@ -139,7 +140,8 @@ class IOThread:
         self.reactor = Reactor(context)
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         self._queries: dict[str, Future[Message]] = {}
-        curve = zmq.curve_keypair() if info.get("curve_public_key") else None
+        # the key pair derived from the cluster key: the controller's gate admits only that one
+        curve = curve_client_keys(session.key) if info.get("curve_public_key") else None
         try:
             for channel in CHANNEL_KINDS:
                 self.sockets[channel] = connect_socket(context, info, channel, curve, session.key)

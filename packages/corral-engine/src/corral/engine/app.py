@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connection-file", required=True, metavar="FILE", help="the cluster's connection file")
     parser.add_argument("--id", type=_engine_id, default=None, metavar="N", help="ask the hub for engine id N")
     parser.add_argument(
+        "--mpi",
+        action="store_true",
+        help="started by mpiexec: ask the hub for the MPI rank (plus --id, default 0) as engine id",
+    )
+    parser.add_argument(
         "--no-supervisor",
         action="store_true",
         help="run the engine in this process (default: a supervisor process reports its exit to the hub)",
@@ -135,6 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"corral-engine {__version__}")
     return parser
+
+
+#: where MPI implementations put a process's rank in its environment, most specific first
+MPI_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def mpi_rank() -> int:
+    """Return this process's MPI rank from the environment ``mpiexec`` gave it.
+
+    Raises
+    ------
+    ValueError
+        If no known rank variable is set (not started by ``mpiexec``) or one is not a number.
+    """
+    for name in MPI_RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not an MPI rank") from None
+    raise ValueError(
+        f"--mpi needs an MPI rank in the environment ({', '.join(MPI_RANK_VARIABLES)}); "
+        "start the engines with mpiexec, e.g. `mpiexec -n 4 python -m corral.engine --mpi ...`"
+    )
 
 
 def _configure_logging(level: str) -> None:
@@ -243,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
+    if args.mpi:  # resolved here once: a supervisor hands its engine a plain --id
+        try:
+            args.id = mpi_rank() + (args.id or 0)
+        except ValueError as err:
+            return _fail(str(err))
     try:
         # a launcher's lifeline (CORRAL_LIFELINE_FD): when the launcher dies, SIGTERM stops us
         # cleanly; the supervised engine does not inherit it, and dies with its supervisor

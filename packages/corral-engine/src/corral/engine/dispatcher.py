@@ -140,7 +140,7 @@ class Dispatcher:
 
     def _socket(self, kind: int, channel: str) -> zmq.Socket[Any]:
         # the engine only connects out, to the controller's gate (admit: the key-derived token)
-        sock = admit(harden(self.context.socket(kind)), self.session.key)
+        sock = admit(harden(self.context.socket(kind)), self.session.key, self.info.get("curve_public_key"))
         self._sockets[channel] = sock
         return sock
 

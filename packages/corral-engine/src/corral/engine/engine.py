@@ -388,10 +388,17 @@ class Engine:
             requested_id=self._requested_id,
             timeout=self.registration_timeout,
             cancelled=lambda: self._stop_requested,
+            curve_server_key=self._info.get("curve_public_key"),
         )
         self._id = reg.id
         engine_info = {"engine_id": reg.id, "engine_uuid": self._uuid}
-        self._iopub = IOPub(self._session, channel_url(self._info, "iopub_engine"), context, engine_info)
+        self._iopub = IOPub(
+            self._session,
+            channel_url(self._info, "iopub_engine"),
+            context,
+            engine_info,
+            curve_server_key=self._info.get("curve_public_key"),
+        )
         self._iopub.start()
         self._shell = Shell(self._session, context, self._info, self._uuid)
         control = Control(
@@ -417,6 +424,7 @@ class Engine:
             channel_url(self._info, "heartbeat_pong"),
             self._uuid.encode("ascii"),
             self._session.key,
+            curve_server_key=self._info.get("curve_public_key"),
         )
         self._heart.start()
         with self._state_lock:

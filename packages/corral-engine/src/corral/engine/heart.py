@@ -16,7 +16,7 @@ import zmq
 from zmq.devices import ThreadDevice
 
 from corral.engine.signals import block_in_this_thread
-from corral.wire.gate import GATE_USER, gate_token
+from corral.wire.gate import gate_options
 
 __all__ = ["Heart"]
 
@@ -50,9 +50,14 @@ class Heart:
         The engine's uuid as bytes: the hub knows whose pong it is by this identity.
     key
         The cluster key: both sockets present its gate token to the controller (none if empty).
+    curve_server_key
+        The controller's CurveZMQ public key, when the connection file has one: both sockets
+        are then CurveZMQ clients with the key pair derived from ``key``.
     """
 
-    def __init__(self, ping_url: str, pong_url: str, identity: bytes, key: bytes = b"") -> None:
+    def __init__(
+        self, ping_url: str, pong_url: str, identity: bytes, key: bytes = b"", curve_server_key: str | None = None
+    ) -> None:
         self.ping_url = ping_url
         self.pong_url = pong_url
         self.identity = identity
@@ -65,10 +70,10 @@ class Heart:
         self._device.setsockopt_in(zmq.SUBSCRIBE, b"")
         self._device.setsockopt_out(zmq.LINGER, 0)
         self._device.setsockopt_out(zmq.IDENTITY, identity)
-        if key:  # pass the controller's connection gate, as corral.wire.gate.admit does
-            for setsockopt in (self._device.setsockopt_in, self._device.setsockopt_out):
-                setsockopt(zmq.PLAIN_USERNAME, GATE_USER)
-                setsockopt(zmq.PLAIN_PASSWORD, gate_token(key))
+        # pass the controller's connection gate, as corral.wire.gate.admit does
+        for option, value in gate_options(key, curve_server_key):
+            self._device.setsockopt_in(option, value)
+            self._device.setsockopt_out(option, value)
         self._device.connect_in(ping_url)
         self._device.connect_out(pong_url)
         self._started = False

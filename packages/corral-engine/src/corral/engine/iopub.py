@@ -52,6 +52,8 @@ class IOPub:
         Put in every message's metadata (``engine_id``, ``engine_uuid``).
     coalesce
         Seconds anything handed over may wait to be sent with what follows it.
+    curve_server_key
+        The controller's CurveZMQ public key (the connection file's ``curve_public_key``), if on.
     """
 
     def __init__(
@@ -61,7 +63,9 @@ class IOPub:
         context: zmq.Context[Any],
         metadata: Mapping[str, Any],
         coalesce: float = COALESCE_SECONDS,
+        curve_server_key: str | None = None,
     ) -> None:
+        self._curve_server_key = curve_server_key
         self._session = session
         self._url = url
         self._context = context
@@ -159,7 +163,7 @@ class IOPub:
     def _run(self) -> None:
         block_in_this_thread()
         try:
-            socket = admit(harden(self._context.socket(zmq.PUB)), self._session.key)
+            socket = admit(harden(self._context.socket(zmq.PUB)), self._session.key, self._curve_server_key)
             socket.connect(self._url)
         except Exception as err:
             self._error = err

@@ -64,6 +64,7 @@ def register(
     requested_id: int | None,
     timeout: float,
     cancelled: Callable[[], bool] | None = None,
+    curve_server_key: str | None = None,
 ) -> Registration:
     """Register with the hub at ``url`` and return what it answered.
 
@@ -83,6 +84,8 @@ def register(
         Seconds to wait for the reply.
     cancelled
         Polled while waiting; when it returns True the wait ends with a :class:`RegistrationError`.
+    curve_server_key
+        The controller's CurveZMQ public key (the connection file's ``curve_public_key``), if on.
 
     Returns
     -------
@@ -96,7 +99,7 @@ def register(
     RegistrationTimeout
         If no reply arrives within ``timeout`` seconds.
     """
-    sock = admit(harden(context.socket(zmq.DEALER)), session.key)
+    sock = admit(harden(context.socket(zmq.DEALER)), session.key, curve_server_key)
     try:
         sock.connect(url)
         content = {

@@ -98,7 +98,9 @@ class Shell:
                     continue
                 # the engine only connects out, to the controller's gate (admit), so no stranger
                 # can reach these sockets: no frame-size limit (pushing large arrays is legitimate)
-                sock = admit(harden(context.socket(zmq.DEALER), max_frame_size=None), session.key)
+                sock = admit(
+                    harden(context.socket(zmq.DEALER), max_frame_size=None), session.key, info.get("curve_public_key")
+                )
                 sock.setsockopt(zmq.IDENTITY, identity)
                 self.sockets[channel] = sock
                 self._channels[sock] = channel

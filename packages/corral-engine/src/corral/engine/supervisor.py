@@ -106,7 +106,7 @@ class Supervisor:
         """
         session = Session(self.info["key"], scheme=self.info["signature_scheme"])
         context: zmq.Context[Any] = zmq.Context()
-        sock = admit(harden(context.socket(zmq.DEALER)), session.key)
+        sock = admit(harden(context.socket(zmq.DEALER)), session.key, self.info.get("curve_public_key"))
         try:
             # connected before the child starts, so the report can leave at once at the end
             sock.connect(channel_url(self.info, "registration"))

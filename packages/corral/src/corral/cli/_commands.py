@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.wire.paths import DEFAULT_CLUSTER_ID, cluster_record_path, corral_dir, validate_cluster_id
 
-__all__ = ["cmd_engine", "cmd_list", "cmd_start", "cmd_stop", "read_records"]
+if TYPE_CHECKING:
+    from corral.launchers import Launched
+
+__all__ = ["cmd_engine", "cmd_list", "cmd_start", "cmd_stop", "launcher_option", "read_records"]
 
 
 def _cluster_id(value: str) -> str:
@@ -22,6 +23,14 @@ def _cluster_id(value: str) -> str:
         return validate_cluster_id(value)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def launcher_option(value: str) -> tuple[str, str]:
+    """Parse ``KEY=VALUE`` of ``corral start -o``."""
+    key, sep, val = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is not KEY=VALUE (e.g. -o hosts=node1,node2)")
+    return key.strip(), val
 
 
 def _alive(pid: int | None) -> bool:
@@ -72,11 +81,14 @@ def cmd_start(args: argparse.Namespace) -> int:
             args.n,
             cluster_id=args.cluster_id,
             engines=args.engines,
+            launcher_options=dict(args.launcher_option or []),
             ip=args.ip,
             log_level=args.log_level,
             engine_timeout=args.timeout,
             shutdown_atexit=False,
             signature_scheme=args.signature_scheme,
+            curve=True if args.curve else None,
+            insecure=args.insecure,
         )
     except ValueError as err:
         print(f"corral start: {err}", file=sys.stderr)
@@ -97,20 +109,26 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore(entries: list[dict[str, Any]]) -> list[Launched]:
+    """Handles for what a cluster record lists, each through the launcher that started it."""
+    from corral.launchers import find_launcher
+
+    handles = []
+    for entry in entries:
+        try:
+            handles.append(find_launcher(str(entry.get("launcher", "local"))).restore(entry))
+        except ValueError as err:
+            print(f"corral stop: skipping {entry.get('cmd')}: {err}", file=sys.stderr)
+    return handles
+
+
 def _stop_record(record: dict[str, Any], timeout: float) -> None:
-    pids = [p["pid"] for p in record.get("engines", [])]
-    if record.get("controller"):
-        pids.append(record["controller"]["pid"])
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in pids:
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+    from corral.launchers import stop_all
+
+    engines = _restore(list(record.get("engines", [])))
+    controller = _restore([record["controller"]] if record.get("controller") else [])
+    stop_all(engines, timeout)
+    stop_all(controller, timeout)
     for path in (Path(record.get("connection_file", "")), cluster_record_path(record["cluster_id"])):
         try:
             if path.name:
@@ -149,7 +167,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in records:
         ctrl = r.get("controller") or {}
         state = f"pid {ctrl['pid']}" if _alive(ctrl.get("pid")) else "not running"
-        engines = sum(1 for e in r.get("engines", []) if _alive(e.get("pid")))
+        engines = sum(h.engines for h in _restore(list(r.get("engines", []))) if h.alive())
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("created", 0)))
         print(f"{r['cluster_id']:<24} {state:<12} {engines:<9} {started:<20} {r.get('connection_file', '')}")
     return 0

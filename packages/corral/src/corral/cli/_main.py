@@ -77,7 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)"
     )
     add_cluster_id(start)
-    start.add_argument("--engines", default="local", help="engine launcher (default: %(default)s)")
+    start.add_argument(
+        "--engines",
+        default="local",
+        help="engine launcher: local, mpi, ssh, or any in the corral.launchers entry-point group (default: %(default)s)",
+    )
+    start.add_argument(
+        "-o",
+        "--launcher-option",
+        action="append",
+        type=_commands_launcher_option,
+        metavar="KEY=VALUE",
+        help="an option for the engine launcher, repeatable (e.g. -o hosts=node1,node2; see docs/launchers.md)",
+    )
     start.add_argument("--ip", default="127.0.0.1", help="address the controller listens on (default: %(default)s)")
     start.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)"
@@ -90,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SCHEME,
         choices=SCHEMES,
         help="how messages are authenticated (default: %(default)s; blake3-v1 for CPUs without AES instructions)",
+    )
+
+    security = start.add_mutually_exclusive_group()
+    security.add_argument(
+        "--curve",
+        action="store_true",
+        help="use CurveZMQ encryption even on loopback (it is on whenever --ip is not a loopback address)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
     )
 
     stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")
@@ -116,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_id(eng)
     return parser
+
+
+def _commands_launcher_option(value: str) -> tuple[str, str]:
+    from corral.cli._commands import launcher_option
+
+    return launcher_option(value)
 
 
 def _positive_int(value: str) -> int:

@@ -44,12 +44,23 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="most load-balanced tasks outstanding per engine, 0 for no limit (default: adaptive, about 20 ms of work per engine, 2 to 64 tasks)",
     )
+    security = parser.add_mutually_exclusive_group()
+    security.add_argument(
+        "--curve",
+        action="store_true",
+        help="use CurveZMQ encryption even on loopback (it is on whenever --ip is not a loopback address)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
+    )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def run_controller(args: argparse.Namespace) -> int:
     """Run a controller until SIGTERM/SIGINT or a client's shutdown request; return the exit code."""
-    from corral.cluster.controller import Controller
+    from corral.cluster.controller import Controller, resolve_curve
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s controller %(levelname)s %(name)s: %(message)s")
     try:
@@ -85,12 +96,21 @@ def run_controller(args: argparse.Namespace) -> int:
             "key": info["key"],
             "signature_scheme": info["signature_scheme"],
         }
+        if info.get("curve_public_key"):
+            args.curve = True
     elif args.port is not None:
         if not 0 < args.port <= 65535 - len(CHANNELS):
             print(f"corral controller: --port must be between 1 and {65535 - len(CHANNELS)}", file=sys.stderr)
             return 2
         settings = {"ports": {c: args.port + i for i, c in enumerate(CHANNELS)}}
+    try:
+        resolve_curve(settings.get("ip", args.ip), True if args.curve else None, args.insecure)
+    except ValueError as err:
+        print(f"corral controller: {err}", file=sys.stderr)
+        return 2
     controller = Controller(
+        curve=True if args.curve else None,
+        insecure=args.insecure,
         cluster_id=args.cluster_id,
         ip=settings.pop("ip", args.ip),
         connection_file=args.connection_file,
@@ -109,7 +129,13 @@ def run_controller(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         controller.start()
-    except OSError as err:
+        expected = info.get("curve_public_key") if args.reuse else None
+        if expected and expected != controller.info.get("curve_public_key"):
+            raise OSError(
+                f"{args.connection_file} has a curve_public_key that does not belong to its key; "
+                "it was edited by hand or mixed from two files: write a fresh one"
+            )
+    except (OSError, ValueError, RuntimeError) as err:
         print(f"corral controller: {err}", file=sys.stderr)
         controller.close(remove_connection_file=False)
         return 1

@@ -17,12 +17,16 @@ import os
 import secrets
 import time
 import weakref
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from corral.cluster._ports import listen_ports
 from corral.cluster._sync import sync_twin
-from corral.launchers import Launched, LaunchError, find_launcher, stop_all
+from corral.cluster.controller import resolve_curve
+from corral.launchers import Launched, Launcher, LaunchError, find_launcher, stop_all
 from corral.wire import new_connection_info, write_connection_file
+from corral.wire.gate import curve_server_keys
 from corral.wire.paths import (
     cluster_record_path,
     connection_file_path,
@@ -32,7 +36,6 @@ from corral.wire.paths import (
 )
 from corral.wire.protocol import CHANNELS
 from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
-from corral.wire.testing import free_ports
 
 if TYPE_CHECKING:
     from corral.client import Client
@@ -61,7 +64,15 @@ class Cluster:
     cluster_id
         Names the connection file; a random id by default.
     engines
-        Launcher for the engines, by entry-point name (``"local"``).
+        Launcher for the engines, by entry-point name in the ``corral.launchers`` group:
+        ``"local"`` (default), ``"mpi"``, ``"ssh"``, or a third-party one.
+    launcher_options
+        Options for the engine launcher's constructor (e.g. ``{"hosts": ["a", "b"]}`` for
+        ``"ssh"``); see ``docs/launchers.md``.
+    controller
+        Launcher for the controller: ``"local"`` (default), or the engines' launcher by name
+        (``"ssh"`` runs it on the launcher's ``controller_host``), which then gets
+        ``launcher_options`` too.
     ip
         Address the controller binds (loopback by default).
     log_level
@@ -75,6 +86,17 @@ class Cluster:
     signature_scheme
         How messages are authenticated (see :mod:`corral.wire.signing`); the default needs a
         CPU with AES instructions to be fast, ``"blake3-v1"`` does not.
+    curve
+        CurveZMQ encryption: ``None`` (default) turns it on exactly when ``ip`` is not a
+        loopback address; ``True`` forces it on loopback too.
+    insecure
+        Allow a non-loopback ``ip`` without CurveZMQ (see ``docs/security.md``).
+
+    Raises
+    ------
+    ValueError
+        For a bad ``n``, ``signature_scheme``, launcher name or option, or a non-loopback
+        ``ip`` with ``curve=False`` and not ``insecure``.
 
     Examples
     --------
@@ -90,12 +112,18 @@ class Cluster:
         *,
         cluster_id: str | None = None,
         engines: str = "local",
+        launcher_options: Mapping[str, Any] | None = None,
+        controller: str = "local",
         ip: str = "127.0.0.1",
         log_level: str = "WARNING",
         engine_timeout: float = 60.0,
         shutdown_atexit: bool = True,
         signature_scheme: str = DEFAULT_SCHEME,
+        curve: bool | None = None,
+        insecure: bool = False,
     ) -> None:
+        self.curve = resolve_curve(ip, curve, insecure)
+        self.insecure = insecure
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
         self.n = (
@@ -114,8 +142,18 @@ class Cluster:
         self.connection_file = connection_file_path(self.cluster_id)
         self.log_dir = corral_dir() / "logs" / self.cluster_id
         launcher_class = find_launcher(engines)  # ValueError naming the known launchers
-        self.engine_launcher = launcher_class(self.log_dir, lifeline=shutdown_atexit)
-        self.controller_launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
+        self.engine_launcher: Launcher = launcher_class(
+            self.log_dir, lifeline=shutdown_atexit, **dict(launcher_options or {})
+        )
+        if controller == engines:
+            self.controller_launcher: Launcher = self.engine_launcher
+        elif controller == "local":
+            self.controller_launcher = find_launcher("local")(self.log_dir, lifeline=shutdown_atexit)
+        else:
+            raise ValueError(
+                f"controller={controller!r}: the controller runs locally or through the engines' launcher "
+                f"({engines!r}); pass controller='local' or controller={engines!r}"
+            )
         self.controller: Launched | None = None
         self.engines: list[Launched] = []
         self._clients: list[Client] = []
@@ -143,20 +181,18 @@ class Cluster:
         if self.controller is not None and self.controller.alive():
             raise RuntimeError(f"the controller of cluster {self.cluster_id!r} is already running")
         info = new_connection_info(
-            dict(zip(CHANNELS, free_ports(len(CHANNELS)), strict=True)),
+            dict(zip(CHANNELS, listen_ports(len(CHANNELS), self.ip), strict=True)),
             cluster_id=self.cluster_id,
             ip=self.ip,
             signature_scheme=self.signature_scheme,
         )
+        if self.curve:
+            info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
         write_connection_file(self.connection_file, info)
-        args = [
-            "corral.cluster",
-            "--cluster-id", self.cluster_id,
-            "--connection-file", str(self.connection_file),
-            "--reuse",
-            "--log-level", self.log_level,
-        ]  # fmt: skip
-        self.controller = self.controller_launcher.spawn(args, "controller.log")
+        args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level]
+        if self.insecure and not self.curve:
+            args.append("--insecure")
+        self.controller = self.controller_launcher.start_controller(self.connection_file, args)
         _live.add(self)
         self._write_record()
 
@@ -167,14 +203,16 @@ class Cluster:
         ------
         RuntimeError
             If the controller has not been started.
+        LaunchError
+            If the launcher cannot run its command (missing program, refused submission).
         """
         if self.controller is None:
             raise RuntimeError("start the controller first (start_cluster() starts both)")
         count = self.n if n is None else n
-        first = len(self.engines)
-        for i in range(first, first + count):
-            args = ["corral.engine", "--connection-file", str(self.connection_file), "--log-level", self.log_level]
-            self.engines.append(self.engine_launcher.spawn(args, f"engine-{i}.log"))
+        first = sum(e.engines for e in self.engines)
+        self.engines += self.engine_launcher.start_engines(
+            count, self.connection_file, ["--log-level", self.log_level], first_index=first
+        )
         self._write_record()
 
     async def start_cluster(self, n: int | None = None) -> None:
@@ -226,7 +264,7 @@ class Cluster:
             If an engine process dies before registering (its log tail is in the message),
             or they do not all register within ``timeout`` (default ``engine_timeout``).
         """
-        count = len(self.engines) if n is None else n
+        count = sum(e.engines for e in self.engines) if n is None else n
         # not `self._client or ...`: a Client with no engines yet is falsy (len 0)
         client = self._client if self._client is not None else await self.connect_client()
         self._client = client
@@ -264,7 +302,7 @@ class Cluster:
             await self.start_cluster(n)
             client = await self.connect_client()
             self._client = client
-            await self.wait_for_engines(len(self.engines))
+            await self.wait_for_engines()
             if activate:
                 activate_magics(client[:])
         except BaseException:
@@ -296,7 +334,8 @@ class Cluster:
         await self.stop_engines()
         await self.stop_controller()
         self.engine_launcher.close()
-        self.controller_launcher.close()
+        if self.controller_launcher is not self.engine_launcher:
+            self.controller_launcher.close()
         _live.discard(self)
 
     def _stop_now(self) -> None:

@@ -24,13 +24,13 @@ from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
 from corral.scheduler.policies import SCHEMES as TASK_SCHEMES
 from corral.scheduler.task import DEFAULT_HWM, TaskScheduler
 from corral.wire import ConnectionInfo, Session, harden, new_connection_info, write_connection_file
-from corral.wire.gate import Gate
+from corral.wire.gate import Gate, curve_required
 from corral.wire.loop import Reactor
 from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
 from corral.wire.protocol import CHANNELS
 from corral.wire.signing import DEFAULT_SCHEME
 
-__all__ = ["SOCKET_TYPES", "Controller"]
+__all__ = ["SOCKET_TYPES", "Controller", "resolve_curve"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,36 @@ SOCKET_TYPES: Mapping[str, int] = {
     "notification": zmq.XPUB,
 }
 assert set(SOCKET_TYPES) == set(CHANNELS)
+
+
+def resolve_curve(ip: str, curve: bool | None, insecure: bool) -> bool:
+    """Decide whether a controller binding ``ip`` uses CurveZMQ.
+
+    ``curve=None`` means on exactly for non-loopback addresses; ``insecure`` (with ``curve``
+    None or False) is the explicit opt-out for those.
+
+    Raises
+    ------
+    ValueError
+        If ``ip`` is not loopback, ``curve`` is False and ``insecure`` is not set; or both
+        ``curve=True`` and ``insecure`` are given.
+    """
+    if curve and insecure:
+        raise ValueError("curve=True and insecure=True contradict each other; choose one (--curve or --insecure)")
+    if curve is not None and curve:
+        return True
+    if not curve_required(ip):
+        return False
+    if insecure:
+        log.warning("binding %s WITHOUT CurveZMQ (--insecure): traffic is readable on the network", ip)
+        return False
+    if curve is False:
+        raise ValueError(
+            f"binding {ip} without CurveZMQ is refused: it is not a loopback address, so others may read "
+            "the traffic. Leave CurveZMQ on (the default), bind 127.0.0.1, or pass --insecure "
+            "(insecure=True) if the network is trusted."
+        )
+    return True
 
 
 class Controller:
@@ -79,11 +109,19 @@ class Controller:
         Most load-balanced tasks outstanding per engine (0: no limit).
     context
         ZeroMQ context (a new one by default).
+    curve
+        CurveZMQ encryption and authentication on every socket: ``None`` (default) turns it on
+        exactly when ``ip`` is not loopback (:func:`corral.wire.gate.curve_required`); ``True``
+        forces it on loopback too.
+    insecure
+        Allow binding a non-loopback address without CurveZMQ (``curve=False``): anyone who
+        can read the traffic can then read the key's gate token and every payload.
 
     Raises
     ------
     ValueError
-        If a port names an unknown channel, ``task_scheme`` is unknown or ``task_hwm`` is negative.
+        If a port names an unknown channel, ``task_scheme`` is unknown, ``task_hwm`` is
+        negative, or a non-loopback ``ip`` is asked for with ``curve=False`` and not ``insecure``.
 
     Examples
     --------
@@ -106,7 +144,10 @@ class Controller:
         task_scheme: str = DEFAULT_TASK_SCHEME,
         task_hwm: int | None = DEFAULT_HWM,
         context: zmq.Context[Any] | None = None,
+        curve: bool | None = None,
+        insecure: bool = False,
     ) -> None:
+        self.curve = resolve_curve(ip, curve, insecure)
         if task_scheme not in TASK_SCHEMES:
             raise ValueError(f"unknown scheme {task_scheme!r}; schemes are {', '.join(sorted(TASK_SCHEMES))}")
         if task_hwm is not None and task_hwm < 0:
@@ -183,7 +224,9 @@ class Controller:
             If a requested port is in use, or the connection file cannot be written.
         """
         key = bytes.fromhex(self.info["key"])
-        self.gate = Gate(self.context, key)
+        self.gate = Gate(self.context, key, curve=self.curve)
+        if self.gate.curve_public_key is not None:
+            self.info["curve_public_key"] = self.gate.curve_public_key
         ports: dict[str, int] = {}
         try:
             for channel in CHANNELS:
