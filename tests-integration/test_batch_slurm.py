@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -190,16 +191,28 @@ def _engine_processes(connection_file: Path) -> list[int]:
 
 
 @pytest.mark.timeout(150)
-def test_engines_from_a_slurm_job_array_serve_and_are_cancelled(slurm: Path, wait_until: Callable[..., Any]) -> None:
+def test_engines_from_a_slurm_job_array_serve_and_are_cancelled(
+    slurm: Path, tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
     from corral.cluster import Cluster
+    from corral.launchers.batch import SlurmLauncher
 
-    cluster = Cluster(n=2, engines="slurm", launcher_options={"queue": "corral"}, log_level="INFO", engine_timeout=60)
+    # a site's own template: the built-in one plus a directive of its own
+    template = tmp_path / "site.sbatch"
+    template.write_text(
+        SlurmLauncher.template.replace("#SBATCH --ntasks=1\n", "#SBATCH --ntasks=1\n#SBATCH --nice=7\n")
+    )
+    options = {"queue": "corral", "walltime": "00:10:00", "template": str(template)}
+    cluster = Cluster(n=2, engines="slurm", launcher_options=options, log_level="INFO", engine_timeout=60)
     rc = cluster.start_and_connect_sync()
     try:
         assert [e.engines for e in cluster.engines] == [2]  # one job array of two engines
         job_id = cluster.engines[0].job_id  # type: ignore[attr-defined]
         tasks = _jobs()
         assert sorted(tasks) == [f"{job_id}_0 RUNNING", f"{job_id}_1 RUNNING"], tasks
+        shown = _run("scontrol", "--oneliner", "show", "job", job_id).stdout
+        assert re.search(r"\bNice=7\b", shown), shown  # the user's template was the one submitted
+        assert "TimeLimit=00:10:00" in shown
         # every engine runs inside its array task
         env = rc[:].apply_sync(lambda: dict(__import__("os").environ))
         ids = [(e.get("SLURM_ARRAY_JOB_ID"), e.get("SLURM_ARRAY_TASK_ID")) for e in env]
@@ -262,3 +275,22 @@ def test_a_refused_submission_is_reported_at_once(slurm: Path) -> None:
     assert time.monotonic() - t0 < 30
     assert not _jobs()
     assert cluster.controller is None
+
+
+def test_sbatch_test_only_accepts_the_rendered_script(slurm: Path, tmp_path: Path) -> None:
+    """Slurm's own check (``sbatch --test-only``) of the built-in template; it refuses a bad partition."""
+    from corral.launchers import find_launcher
+
+    def check(**options: str) -> subprocess.CompletedProcess[str]:
+        launcher: Any = find_launcher("slurm")(tmp_path, lifeline=False, **options)
+        script = tmp_path / "job.sh"
+        script.write_text(launcher.render(2, tmp_path / "corral-x.json", ["--log-level", "INFO"]))
+        return _run("sbatch", "--test-only", str(script))
+
+    good = check(queue="corral", walltime="01:00:00")
+    assert good.returncode == 0, good.stderr
+    assert "to start at" in good.stderr
+    bad = check(queue="nosuchpartition")
+    assert bad.returncode != 0
+    assert "invalid partition" in bad.stderr.lower()
+    assert not _jobs()  # --test-only submits nothing
