@@ -228,7 +228,10 @@ def test_bad_templates_and_options_are_refused_with_the_fix(tmp_path: Path) -> N
     with pytest.raises(ValueError, match=r"walltime must be HH:MM:SS"):
         _launcher("lsf", tmp_path, walltime="90 minutes")
     with pytest.raises(ValueError, match=r"has no option 'partition'; its options: account, "):
-        _launcher("slurm", tmp_path, partition="short")
+        _launcher("pbs", tmp_path, partition="short")
+    with pytest.raises(ValueError, match=r"as queue or as partition, not both"):
+        _launcher("slurm", tmp_path, partition="short", queue="long")
+    assert "#SBATCH --partition=short" in _render("slurm", tmp_path, partition="short")
 
 
 @pytest.mark.parametrize(

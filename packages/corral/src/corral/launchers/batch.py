@@ -151,7 +151,7 @@ class BatchJob(Launched):
 
     def output(self) -> str:
         """The submit command's output and every engine output file of this job, in task order."""
-        parts = [self.submit_output.rstrip()] if self.submit_output.strip() else []
+        parts = [f"--- {self.cmd[0]} printed\n{self.submit_output.rstrip()}"] if self.submit_output.strip() else []
         if self.output_glob and self.job_id:
             job_num = re.match(r"\d*", self.job_id).group(0)  # type: ignore[union-attr]
             for path in sorted(self.log.parent.glob(self.output_glob.replace("{job_id}", job_num))):
@@ -422,6 +422,10 @@ class SlurmLauncher(BatchLauncher):
     """Engines as a Slurm job array: ``sbatch --parsable``, ``squeue``, ``scancel``."""
 
     name = "slurm"
+    options: ClassVar[Mapping[str, str]] = {
+        **BatchLauncher.options,
+        "partition": "Slurm's name for queue (give one of the two)",
+    }
     submit = ("sbatch", "--parsable")
     output_glob = "engine-{job_id}_*.log"
     install_hint = "Install Slurm's client commands (Debian/Ubuntu: apt-get install slurm-client) or load its module."
@@ -434,6 +438,14 @@ class SlurmLauncher(BatchLauncher):
 # one engine per array task; exec so that scancel's signal reaches the engine itself
 exec {{engine_command}}
 """
+
+    def __init__(self, log_dir: Path, *, lifeline: bool = True, **options: Any) -> None:
+        partition = options.pop("partition", None)
+        if partition is not None:
+            if options.get("queue"):
+                raise ValueError("give the Slurm partition as queue or as partition, not both")
+            options["queue"] = partition
+        super().__init__(log_dir, lifeline=lifeline, **options)
 
     def directives(self) -> list[str]:
         """``#SBATCH`` lines for partition, time and account."""
