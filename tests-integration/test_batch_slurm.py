@@ -180,12 +180,14 @@ def _jobs() -> list[str]:
 
 
 def _engine_processes(connection_file: Path) -> list[int]:
+    """Pids of the engine programs (``-m corral.engine``, supervisors included) of one cluster."""
     needle = str(connection_file).encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if needle in (entry / "cmdline").read_bytes():
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if b"corral.engine" in argv and needle in argv:
                     found.append(int(entry.name))
     return found
 
@@ -218,7 +220,9 @@ def test_engines_from_a_slurm_job_array_serve_and_are_cancelled(
         ids = [(e.get("SLURM_ARRAY_JOB_ID"), e.get("SLURM_ARRAY_TASK_ID")) for e in env]
         assert sorted(ids) == [(job_id, "0"), (job_id, "1")]
         assert rc[:].map_sync(lambda x: x * x, range(20)) == [x * x for x in range(20)]
-        assert len(_engine_processes(cluster.connection_file)) >= 2
+        engine_pids = rc[:].apply_sync(lambda: __import__("os").getpid())
+        running = _engine_processes(cluster.connection_file)
+        assert set(engine_pids) <= set(running), (engine_pids, running)
     finally:
         cluster.stop_cluster_sync()
     wait_until(lambda: not _jobs(), "squeue lists no job after stop_cluster", timeout=30)
