@@ -63,7 +63,7 @@ def _directives(script: str, prefix: str) -> list[str]:
 @pytest.mark.parametrize(
     ("name", "prefix", "expected"),
     [
-        ("pbs", "#PBS", ["-N corral-abc", "-J 0-3", "-q short", "-l walltime=02:30:00", "-A proj1"]),
+        ("pbs", "#PBS", ["-N corral-abc", "-J 0-3", "-V", "-q short", "-l walltime=02:30:00", "-A proj1"]),
         ("sge", "#$", ["-N corral-abc", "-t 1-4", "-q short", "-l h_rt=02:30:00", "-P proj1"]),
         ("lsf", "#BSUB", ['-J "corral-abc[1-4]"', "-q short", "-W 2:30", "-P proj1"]),
         ("slurm", "#SBATCH", ["--job-name=corral-abc", "--array=0-3", "--partition=short", "--time=02:30:00"]),

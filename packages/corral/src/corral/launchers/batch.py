@@ -510,6 +510,7 @@ class PBSLauncher(BatchLauncher):
 #PBS -J 0-{{last_index}}
 #PBS -l select=1:ncpus=1
 #PBS -j oe
+#PBS -V
 #PBS -o {{log_dir}}/
 {{directives}}
 exec {{engine_command}} >"{{log_dir}}/engine-${PBS_JOBID%%.*}.log" 2>&1
