@@ -80,3 +80,16 @@ def test_a_record_restores_the_job(tmp_path: Path) -> None:
     assert job.engines == 3
     with pytest.raises(ValueError, match="no job_id"):
         SlurmLauncher.restore({"launcher": "slurm", "pid": 0})
+
+
+def test_a_sites_subclass_keeps_its_own_commands() -> None:
+    class SiteSlurm(SlurmLauncher):
+        name = "site-slurm"
+
+        @classmethod
+        def cancel_command(cls, job_id: str, force: bool) -> list[str]:
+            return ["site-scancel", job_id]
+
+    job = SiteSlurm.restore({"launcher": "site-slurm", "job_id": "9"})
+    assert job.system() is SiteSlurm  # type: ignore[attr-defined]
+    assert job.system().cancel_command("9", False) == ["site-scancel", "9"]  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -117,13 +118,22 @@ class BatchJob(Launched):
     #: seconds between two questions to the batch system (``alive`` is polled often)
     poll_interval: float = 1.0
     command_timeout: float = 30.0
+    #: the launcher class that submitted it (found by ``launcher`` name if not given)
+    batch_system: type[BatchLauncher] | None = field(default=None, repr=False)
     _checked: float = field(default=-1e9, repr=False)
     _alive: bool = field(default=True, repr=False)
     _ended_as: str = field(default="", repr=False)
 
     def system(self) -> type[BatchLauncher]:
-        """The launcher class of this job's batch system."""
-        return _SYSTEMS[self.launcher]
+        """The launcher class of this job's batch system (a site's subclass included)."""
+        if self.batch_system is None:
+            from corral.launchers import find_launcher
+
+            found = find_launcher(self.launcher)
+            if not issubclass(found, BatchLauncher):
+                raise ValueError(f"the launcher {self.launcher!r} is not a batch launcher")
+            self.batch_system = found
+        return self.batch_system
 
     def alive(self) -> bool:
         """True while the job waits in the queue, runs, or its processes are still being stopped."""
@@ -153,7 +163,7 @@ class BatchJob(Launched):
         """The submit command's output and every engine output file of this job, in task order."""
         parts = [f"--- {self.cmd[0]} printed\n{self.submit_output.rstrip()}"] if self.submit_output.strip() else []
         if self.output_glob and self.job_id:
-            job_num = re.match(r"\d*", self.job_id).group(0)  # type: ignore[union-attr]
+            job_num = self.job_id.split(".")[0].split("[")[0]  # PBS: 1234[].server
             for path in sorted(self.log.parent.glob(self.output_glob.replace("{job_id}", job_num))):
                 with contextlib.suppress(OSError):
                     parts.append(f"--- {path.name}\n" + path.read_text(errors="replace").rstrip())
@@ -189,7 +199,7 @@ class BatchJob(Launched):
 
     def signal_group(self, sig: int) -> None:
         """Batch jobs have no local process group: cancel the job instead."""
-        self._cancel(force=sig == 9)
+        self._cancel(force=sig == signal.SIGKILL)
 
     def to_record(self) -> dict[str, Any]:
         """What ``corral stop`` needs to cancel the job from another process."""
@@ -393,6 +403,7 @@ class BatchLauncher(Launcher):
                 submit_output=out,
                 engine_command=self.engine_command(Path(connection_file), engine_args),
                 command_timeout=self.command_timeout,
+                batch_system=type(self),
             )
         ]
 
@@ -415,6 +426,7 @@ class BatchLauncher(Launcher):
             job_id=str(record["job_id"]),
             output_glob=str(record.get("output_glob", "")),
             engine_command=str(record.get("engine_command", "")),
+            batch_system=cls,
         )
 
 
@@ -718,8 +730,3 @@ queue {{n}}
     def cancel_command(cls, job_id: str, force: bool) -> list[str]:
         """``condor_rm`` (``-forcex`` by force)."""
         return ["condor_rm", *(["-forcex"] if force else []), job_id]
-
-
-_SYSTEMS: dict[str, type[BatchLauncher]] = {
-    cls.name: cls for cls in (SlurmLauncher, PBSLauncher, SGELauncher, LSFLauncher, HTCondorLauncher)
-}
