@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,26 @@ def test_a_missing_submit_command_fails_at_once(
     launcher = _launcher(name, tmp_path)
     with pytest.raises(LaunchError, match=rf"`{program}` is not installed or not on PATH.*\n  command: {program}"):
         launcher.start_engines(2, tmp_path / "corral-x.json", [])  # type: ignore[attr-defined]
+
+
+def test_a_batch_system_that_cannot_be_reached_fails_the_start_at_once(
+    sge_cell: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real Grid Engine ``qsub`` with no qmaster listening: the start fails with its command and output."""
+    from corral.cluster import Cluster
+    from corral.launchers import LaunchError
+
+    monkeypatch.setenv("SGE_ROOT", sge_cell["SGE_ROOT"])
+    monkeypatch.setenv("SGE_CELL", "default")
+    monkeypatch.setenv("SGE_QMASTER_PORT", "1")  # nothing listens on port 1
+    cluster = Cluster(n=2, engines="sge", launcher_options={"command_timeout": "20"})
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as caught:
+        cluster.start_and_connect_sync()
+    assert time.monotonic() - t0 < 30
+    message = str(caught.value)
+    assert "submitting 2 engine(s) to sge failed" in message
+    assert f"command: qsub -terse {cluster.log_dir}/sge-engines-0.sh" in message
+    assert "unable to send message to qmaster" in message  # qsub's own words
+    assert cluster.controller is None  # the controller was stopped again
+    assert not cluster.connection_file.exists()
