@@ -120,3 +120,25 @@ def test_an_engine_that_keeps_dying_is_let_go(
     assert eid not in rc.ids
     assert rc.ids  # the rest of the cluster keeps serving
     assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)
+
+
+def test_a_cluster_s_local_engines_are_restarted_by_default(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
+) -> None:
+    cluster, rc = cluster_factory(2)
+    assert cluster.engine_restarts == 3
+    pid = rc[1].apply_sync(os.getpid)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: pid_of(rc, 1) not in (None, pid), "engine 1 serving again under its id")
+    assert time.monotonic() - killed_at < BACK_WITHIN
+    assert rc.ids == [0, 1]
+
+
+def test_cluster_options_for_restarts_and_memory_are_checked() -> None:
+    from corral.cluster import Cluster
+
+    with pytest.raises(ValueError, match="engine_restarts"):
+        Cluster(n=1, engine_restarts=-1)
+    with pytest.raises(ValueError, match="engine_memory_limit"):
+        Cluster(n=1, engine_memory_limit=0)

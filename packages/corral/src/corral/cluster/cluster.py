@@ -91,6 +91,14 @@ class Cluster:
         loopback address; ``True`` forces it on loopback too.
     insecure
         Allow a non-loopback ``ip`` without CurveZMQ (see ``docs/security.md``).
+    engine_restarts
+        An engine that dies unexpectedly is started again under the same id by its supervisor,
+        at most this many times a minute (``--restart``); by default 3 for the ``"local"``
+        launcher and 0 (never) for the others, whose engines their own tools manage.
+    engine_memory_limit
+        Megabytes of resident memory past which an engine is killed (and restarted, see
+        ``engine_restarts``), its request failing with ``memory limit exceeded``; no limit by
+        default.
 
     Raises
     ------
@@ -121,8 +129,20 @@ class Cluster:
         signature_scheme: str = DEFAULT_SCHEME,
         curve: bool | None = None,
         insecure: bool = False,
+        engine_restarts: int | None = None,
+        engine_memory_limit: float | None = None,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
+        if engine_restarts is not None and (
+            not isinstance(engine_restarts, int) or isinstance(engine_restarts, bool) or engine_restarts < 0
+        ):
+            raise ValueError(f"engine_restarts must be 0 (never) or a positive number, not {engine_restarts!r}")
+        if engine_memory_limit is not None and not (
+            isinstance(engine_memory_limit, (int, float)) and engine_memory_limit > 0
+        ):
+            raise ValueError(f"engine_memory_limit must be a positive number of megabytes, not {engine_memory_limit!r}")
+        self.engine_restarts = (3 if engines == "local" else 0) if engine_restarts is None else engine_restarts
+        self.engine_memory_limit = engine_memory_limit
         self.insecure = insecure
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
@@ -210,9 +230,12 @@ class Cluster:
             raise RuntimeError("start the controller first (start_cluster() starts both)")
         count = self.n if n is None else n
         first = sum(e.engines for e in self.engines)
-        self.engines += self.engine_launcher.start_engines(
-            count, self.connection_file, ["--log-level", self.log_level], first_index=first
-        )
+        args = ["--log-level", self.log_level]
+        if self.engine_restarts:
+            args += ["--restart", str(self.engine_restarts)]
+        if self.engine_memory_limit is not None:
+            args += ["--memory-limit", repr(float(self.engine_memory_limit))]
+        self.engines += self.engine_launcher.start_engines(count, self.connection_file, args, first_index=first)
         self._write_record()
 
     async def start_cluster(self, n: int | None = None) -> None:
