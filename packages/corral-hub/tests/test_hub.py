@@ -151,9 +151,20 @@ def test_uncollected_results_are_never_culled_collected_ones_are_bounded() -> No
         store.complete(f"m{i}", [b"{}", b"{}", b"{}", b"{}"])
     for i in range(5):
         store.mark_collected(f"m{i}")
-    assert store.stats() == {"pending": 0, "uncollected": 5, "collected": 3, "collected_bytes": 0}
+    assert store.stats() == {
+        "pending": 0,
+        "uncollected": 5,
+        "collected": 3,
+        "collected_bytes": 0,
+        "expired_ranges": 2,  # two ids not of the session_counter form, held as strings
+    }
     assert store.get("m0") is None
     assert store.get("m1") is None
+    # trimmed results are remembered as expired, not unknown
+    assert store.is_expired("m0")
+    assert store.is_expired("m1")
+    assert not store.is_expired("m2")
+    assert not store.is_expired("never-sent")
     for i in range(2, 10):
         assert store.get(f"m{i}") is not None
     assert store.purge() == 8
