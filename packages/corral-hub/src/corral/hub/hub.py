@@ -8,6 +8,8 @@ do not import each other; the controller wires them).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import re
 import signal as _signal
@@ -33,6 +35,29 @@ _UUID = re.compile(r"^[0-9a-f]{32}$")
 
 #: Sends a controller-made reply: (client, engine ident, msg_type, parent, content, metadata) -> delivered?
 ReplySender = Callable[[bytes, bytes, str, dict[str, Any], dict[str, Any], dict[str, Any]], bool]
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the memory freed by a purge back to the operating system where the C library can.
+
+    Freed reply frames and records go back to the allocator, which keeps most of them for
+    reuse; glibc's ``malloc_trim`` returns its free pages to the system, so a purge shows in
+    the controller's RSS. Elsewhere this does nothing.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
@@ -458,6 +483,8 @@ class Hub:
             forgotten = list(msg_ids)
         for callback in self.on_purge:
             callback(forgotten)
+        if purged:
+            release_memory()
         self._reply(msg, "purge_reply", {"purged": purged})
 
     def _shutdown_request(self, msg: Message) -> None:
