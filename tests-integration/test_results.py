@@ -341,21 +341,31 @@ def test_results_of_a_client_killed_with_1000_tasks_outstanding(
 def test_purge_frees_memory_in_the_hub_and_the_client(cluster_factory: Callable[..., Any]) -> None:
     cluster, client = cluster_factory(2)
     pid = cluster.controller.pid
-    before = controller_rss(pid)
     view = client.load_balanced_view()
-    ar = view.map_async(blob, [400_000] * 200)  # 80 MB of results, kept by the hub
+    # beyond the 1,000 collected results the memory store keeps, the oldest are spilled to disk
+    early = view.map_async(lambda x: -x, range(1_100))
+    assert early.get(DEADLINE)[-1] == [-1_099]
+    with Client(cluster.connection_file) as other:
+        assert other.get_result(early.msg_ids[0]).get(DEADLINE) == [0], "a spilled result is still fetchable"
+    before = controller_rss(pid)
+    # 50 MB of results: under the memory store's 64 MB of collected buffers, so all in memory
+    ar = view.map_async(blob, [250_000] * 200)
     assert len(ar.get(DEADLINE)) == 200
     full = controller_rss(pid)
-    assert full - before > 60e6, f"the hub holds the results: {before / 1e6:.0f} -> {full / 1e6:.0f} MB"
+    assert full - before > 40e6, f"the hub holds the results: {before / 1e6:.0f} -> {full / 1e6:.0f} MB"
+    with Client(cluster.connection_file) as other:
+        assert other.get_result(ar.msg_ids[0]).get(DEADLINE) == [b"x" * 250_000], "another client can fetch them"
     assert len(client.results) >= 200
     assert len(client.metadata) >= 200
+    msg_ids = ar.msg_ids
     del ar
     assert client.purge_everything() >= 200
     after = controller_rss(pid)
-    assert full - after > 50e6, f"purge gave the memory back: {full / 1e6:.0f} -> {after / 1e6:.0f} MB"
+    assert full - after > 35e6, f"purge gave the memory back: {full / 1e6:.0f} -> {after / 1e6:.0f} MB"
     assert client.results == {}
     assert client.metadata == {}
     assert client.history == []
+    assert client.result_status(msg_ids)["unknown"] == msg_ids, "the hub forgot them"
 
 
 def test_results_past_the_retention_limit_raise_result_expired(cluster_factory: Callable[..., Any]) -> None:

@@ -33,6 +33,18 @@ __all__ = ["Client"]
 Payload = tuple[Mapping[str, Any], Sequence[Any]]
 
 
+def _is_empty(value: Any) -> bool:
+    """True for None and empty containers (not for 0, an engine id or a history index)."""
+    if value is None:
+        return True
+    if isinstance(value, (str, bytes)) or _is_int(value) or isinstance(value, AsyncResult):
+        return False
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
 def _dependency_metadata(md: Metadata, sched: Mapping[str, Any]) -> None:
     """Record a task's ``after``/``follow`` msg_ids (from ``header["sched"]``) in its metadata."""
     for key in ("after", "follow"):
@@ -707,12 +719,16 @@ class Client:
 
         Raises
         ------
+        ValueError
+            If neither ``jobs`` nor ``targets`` names anything.
         RuntimeError
             If ``jobs`` names a request of this client that is still pending.
         corral.wire.errors.TimeoutError
             If the hub does not answer within the client's timeout.
         """
         everything = (isinstance(jobs, str) and jobs == "all") or (isinstance(targets, str) and targets == "all")
+        if not everything and _is_empty(jobs) and _is_empty(targets):
+            raise ValueError("purge_results needs jobs or targets (or 'all', or use purge_everything())")
         if everything:
             self._store.purge()
         else:

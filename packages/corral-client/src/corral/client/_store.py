@@ -343,7 +343,7 @@ class ResultStore:
 
         Their results and metadata leave :attr:`results` and :attr:`metadata`; AsyncResults
         that hold them still work. Pending requests are never forgotten. With ``history``,
-        forgotten msg_ids also leave the history. The dicts are rebuilt, so their memory is
+        every msg_id that is not pending leaves the history. The dicts are rebuilt, so their memory is
         released, not just their entries.
         """
         with self._cond:
@@ -353,7 +353,8 @@ class ResultStore:
             self.results = {m: v for m, v in self.results.items() if m not in drop}
             self.metadata = {m: v for m, v in self.metadata.items() if m not in drop}
             if history:
-                self._history = [m for m in self._history if m not in drop]
+                # also entries whose requests were forgotten by an earlier purge
+                self._history = [m for m in self._history if m in self._pending]
         return gone
 
     def pending(self, predicate: Callable[[Request], bool] = lambda r: True) -> list[Request]:

@@ -275,7 +275,7 @@ class View(HasTraits):
 
         Raises
         ------
-        RuntimeError, corral.wire.errors.TimeoutError
+        ValueError, RuntimeError, corral.wire.errors.TimeoutError
             As :meth:`Client.purge_results`.
         """
         return self.client.purge_results(jobs, targets)

@@ -4,16 +4,20 @@ Records go through three states: ``pending`` (routed, no reply yet), ``completed
 collected (the reply could not be handed to its client, or nobody has fetched it), and
 ``collected`` (handed to a client). Two stores implement :class:`ResultStore`:
 
-- :class:`MemoryStore` (the default) keeps records in memory. Uncollected results are never
-  dropped to cap a count: only collected ones are trimmed, the earliest collected first, beyond
-  ``max_collected`` records or ``max_collected_bytes`` of buffers. With a ``retention`` (seconds)
-  set, finished results older than that are dropped too, collected or not. Buffers are kept as
-  the ZeroMQ frames they arrived in: storing a result copies no buffer.
+- :class:`MemoryStore` (the default) keeps pending and uncollected records in memory, and the
+  most recently collected ones (``max_collected`` records, ``max_collected_bytes`` of
+  buffers). Older collected results are not dropped but **spilled** to a private SQLite file
+  that lives as long as the store (no WAL, no fsync: it is a cache of this process), so any
+  result stays fetchable while the controller runs, and memory stays bounded however many
+  tasks go through. Uncollected results are never moved or dropped to save memory. With a
+  ``retention`` (seconds) set, finished results older than that are dropped, collected or not,
+  in memory or spilled. Buffers in memory are the ZeroMQ frames they arrived in: storing a
+  result copies no buffer.
 - :class:`SqliteStore` writes every record to an SQLite database in WAL mode as it changes,
   so a controller killed at any moment and restarted on the same file (``corral controller
   --restore``) still serves every result that had arrived. It trims only by ``retention``.
 
-Both remember which msg_ids they dropped (trimmed or past retention), so fetching one says
+Both remember which msg_ids they dropped past retention, so fetching one says
 ``expired`` (the client raises :class:`~corral.wire.errors.ResultExpired`) rather than
 ``unknown``. Only :meth:`ResultStore.purge`, a client's explicit request, forgets a record
 without a trace, and it never removes pending ones.
@@ -25,8 +29,10 @@ import bisect
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import struct
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -239,16 +245,19 @@ class ExpiredIds:
 
 
 class MemoryStore:
-    """Keep records in memory; bounded on collected results only (see the module docstring).
+    """Keep records in memory, spilling older collected ones to disk (see the module docstring).
 
     Parameters
     ----------
     max_collected
-        Collected results kept for other clients to fetch, at most.
+        Collected results kept in memory, at most; older ones are spilled.
     max_collected_bytes
-        Buffer bytes of collected results kept, at most.
+        Buffer bytes of collected results kept in memory, at most.
     retention
-        Seconds a finished result is kept, collected or not (None: until purged or trimmed).
+        Seconds a finished result is kept, collected or not (None: until purged).
+    spill
+        Folder for the spill file (a private temporary folder by default); ``False`` drops
+        collected results beyond the limits instead (fetching one then says expired).
 
     Raises
     ------
@@ -258,15 +267,21 @@ class MemoryStore:
 
     def __init__(
         self,
-        max_collected: int = 10_000,
-        max_collected_bytes: int = 256 * 1024 * 1024,
+        max_collected: int = 1_000,
+        max_collected_bytes: int = 64 * 1024 * 1024,
         retention: float | None = None,
+        spill: str | os.PathLike[str] | bool = True,
     ) -> None:
         if max_collected < 0 or max_collected_bytes < 0 or (retention is not None and retention < 0):
             raise ValueError("store limits must be positive (retention: seconds, or None for no limit)")
         self.max_collected = max_collected
         self.max_collected_bytes = max_collected_bytes
         self.retention = retention
+        self._spill_dir = None if spill is True or spill is False else Path(spill)
+        self._spill_enabled = spill is not False
+        self._spill: _Spill | None = None
+        # evicted records not written yet (written in batches)
+        self._spilling: dict[str, Record] = {}
         self._records: dict[str, Record] = {}
         self._pending_by_engine: dict[str, dict[str, Record]] = {}
         self._collected: OrderedDict[str, int] = OrderedDict()
@@ -288,7 +303,13 @@ class MemoryStore:
         self._pending_by_engine.setdefault(record.engine, {})[record.msg_id] = record
 
     def get(self, msg_id: str) -> Record | None:
-        return self._records.get(msg_id)
+        record = self._records.get(msg_id)
+        if record is not None:
+            return record
+        record = self._spilling.get(msg_id)
+        if record is not None:
+            return record
+        return None if self._spill is None else self._spill.get(msg_id)
 
     def complete(self, msg_id: str, reply_frames: list[Any] | None, reply_parts: Any = None) -> Record | None:
         record = self._records.get(msg_id)
@@ -320,9 +341,24 @@ class MemoryStore:
         ):
             old, old_size = self._collected.popitem(last=False)
             self._collected_bytes -= old_size
-            self._records.pop(old, None)
+            evicted = self._records.pop(old, None)
             self._finished.pop(old, None)
-            self.expired.add(old)
+            if evicted is None:
+                continue
+            if self._spill_enabled:
+                self._spilling[old] = evicted
+                if len(self._spilling) >= SPILL_BATCH:
+                    self._flush_spill()
+            else:
+                self.expired.add(old)
+
+    def _flush_spill(self) -> None:
+        if not self._spilling:
+            return
+        if self._spill is None:
+            self._spill = _Spill(self._spill_dir)
+        self._spill.write(list(self._spilling.values()))
+        self._spilling = {}
 
     def pending_on(self, engine: str) -> list[Record]:
         return list(self._pending_by_engine.get(engine, {}).values())
@@ -335,6 +371,11 @@ class MemoryStore:
             return 0
         limit = (time.time() if now is None else now) - self.retention
         n = 0
+        self._flush_spill()
+        if self._spill is not None:
+            for msg_id in self._spill.expire(limit):
+                self.expired.add(msg_id)
+                n += 1
         while self._finished:
             msg_id, completed = next(iter(self._finished.items()))
             if completed > limit:
@@ -365,12 +406,16 @@ class MemoryStore:
         for msg_id in victims:
             self._drop(msg_id)
             self._finished.pop(msg_id, None)
+        n = len(victims)
+        self._flush_spill()
+        if self._spill is not None:
+            n += self._spill.purge(None if msg_ids is None and engines is None else set(msg_ids or ()), engines)
         if msg_ids is None and engines is None:
             # fresh containers: a dict emptied by deletions keeps its allocated table
             self._records = dict(self._records)
             self._collected = OrderedDict(self._collected)
             self._finished = OrderedDict(self._finished)
-        return len(victims)
+        return n
 
     def stats(self) -> dict[str, int]:
         pending = sum(len(p) for p in self._pending_by_engine.values())
@@ -381,10 +426,103 @@ class MemoryStore:
             "collected": collected,
             "collected_bytes": self._collected_bytes,
             "expired_ranges": self.expired.ranges(),
+            "spilled": len(self._spilling) + (0 if self._spill is None else self._spill.count()),
         }
 
     def close(self) -> None:
-        return None
+        self._spilling = {}
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+
+def _remove_stale_spills(parent: Path) -> None:
+    for entry in parent.glob("spill-*-*"):
+        try:
+            pid = int(entry.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
+#: Evicted collected records written to the spill file at a time.
+SPILL_BATCH = 256
+
+
+class _Spill:
+    """Collected results moved out of memory: an SQLite file private to this process.
+
+    No journal and no fsync (it only needs to outlive nothing); the file and its folder
+    (``spill-<pid>-*``) are removed by :meth:`close`, and folders that processes killed before
+    closing left behind in the same parent are removed when the next spill opens there.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        parent = folder if folder is not None else Path(tempfile.gettempdir())
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_spills(parent)
+        self._dir = Path(tempfile.mkdtemp(prefix=f"spill-{os.getpid()}-", dir=parent))
+        self.path = self._dir / "spill.sqlite"
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.executescript(_SCHEMA)
+        log.info("spilling older collected results to %s", self.path)
+
+    def write(self, records: list[Record]) -> None:
+        rows = [
+            (
+                r.msg_id,
+                r.channel,
+                r.client,
+                r.engine,
+                r.header if isinstance(r.header, bytes) else json.dumps(r.header).encode(),
+                r.submitted,
+                None if r.reply_frames is None else _pack_frames(r.reply_frames),
+                None if r.reply_parts is None else json.dumps(list(r.reply_parts)),
+                r.completed,
+                1,
+            )
+            for r in records
+        ]
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._db.execute("COMMIT")
+
+    def get(self, msg_id: str) -> Record | None:
+        row = self._db.execute("SELECT * FROM records WHERE msg_id = ?", (msg_id,)).fetchone()
+        return None if row is None else _row_record(row)
+
+    def expire(self, limit: float) -> list[str]:
+        ids = [m for (m,) in self._db.execute("SELECT msg_id FROM records WHERE completed <= ?", (limit,))]
+        if ids:
+            self._db.execute("DELETE FROM records WHERE completed <= ?", (limit,))
+        return ids
+
+    def purge(self, msg_ids: set[str] | None, engines: Iterable[str] | None) -> int:
+        if msg_ids is None and engines is None:
+            return int(self._db.execute("DELETE FROM records").rowcount)
+        n = 0
+        self._db.execute("BEGIN")
+        for chunk in _chunks(sorted(msg_ids or ()), 500):
+            marks = ",".join("?" * len(chunk))
+            n += self._db.execute(f"DELETE FROM records WHERE msg_id IN ({marks})", chunk).rowcount
+        for engine in engines or ():
+            n += self._db.execute("DELETE FROM records WHERE engine = ?", (engine,)).rowcount
+        self._db.execute("COMMIT")
+        return n
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -416,6 +554,19 @@ def _pack_frames(frames: Sequence[Any]) -> bytes:
     parts = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
     head = struct.pack(f"<I{len(parts)}Q", len(parts), *(p.nbytes for p in parts))
     return b"".join([head, *parts])
+
+
+def _row_record(row: tuple[Any, ...]) -> Record:
+    msg_id, channel, client, engine, header, submitted, reply, parts, completed, collected = row
+    record = Record(msg_id, channel, bytes(client), engine, bytes(header), submitted)
+    if reply is not None:
+        record.reply_frames = list(_unpack_frames(reply))
+    elif parts is not None:
+        msg_type, content, metadata = json.loads(parts)
+        record.reply_parts = (msg_type, content, metadata)
+    record.completed = completed
+    record.collected = bool(collected)
+    return record
 
 
 def _unpack_frames(blob: bytes) -> list[bytes]:
@@ -524,24 +675,12 @@ class SqliteStore:
         self._pending[record.msg_id] = record
         self._pending_by_engine.setdefault(record.engine, {})[record.msg_id] = record
 
-    def _row_record(self, row: tuple[Any, ...]) -> Record:
-        msg_id, channel, client, engine, header, submitted, reply, parts, completed, collected = row
-        record = Record(msg_id, channel, bytes(client), engine, bytes(header), submitted)
-        if reply is not None:
-            record.reply_frames = list(_unpack_frames(reply))
-        elif parts is not None:
-            msg_type, content, metadata = json.loads(parts)
-            record.reply_parts = (msg_type, content, metadata)
-        record.completed = completed
-        record.collected = bool(collected)
-        return record
-
     def get(self, msg_id: str) -> Record | None:
         pending = self._pending.get(msg_id)
         if pending is not None:
             return pending
         row = self._db.execute("SELECT * FROM records WHERE msg_id = ?", (msg_id,)).fetchone()
-        return None if row is None else self._row_record(row)
+        return None if row is None else _row_record(row)
 
     def complete(self, msg_id: str, reply_frames: list[Any] | None, reply_parts: Any = None) -> Record | None:
         record = self._pending.pop(msg_id, None)

@@ -337,7 +337,7 @@ class Controller:
 
     def _open_store(self) -> ResultStore:
         if self.store_kind == "memory":
-            return MemoryStore(retention=self.retention)
+            return MemoryStore(retention=self.retention, spill=corral_dir() / "spill")
         try:
             store = SqliteStore(self.db_file, restore=self.restore, retention=self.retention)
         except sqlite3.Error as err:
