@@ -344,7 +344,7 @@ def test_purge_frees_memory_in_the_hub_and_the_client(cluster_factory: Callable[
     view = client.load_balanced_view()
     # beyond the 1,000 collected results the memory store keeps, the oldest are spilled to disk
     early = view.map_async(lambda x: -x, range(1_100))
-    assert early.get(DEADLINE)[-1] == [-1_099]
+    assert early.get(DEADLINE)[-1] == -1_099
     with Client(cluster.connection_file) as other:
         assert other.get_result(early.msg_ids[0]).get(DEADLINE) == [0], "a spilled result is still fetchable"
     before = controller_rss(pid)
