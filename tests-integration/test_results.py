@@ -438,3 +438,18 @@ def test_a_controller_killed_twice_restores_every_result(
         assert time.monotonic() < deadline, restored.output()
         time.sleep(0.05)
     check(cluster.connection_file)
+
+
+def test_the_controller_refuses_a_bad_store_with_a_clear_error(cli: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database at all" * 50)
+    out = cli("controller", "--cluster-id", "badstore", "--restore", "--db-file", str(bad))
+    assert out.returncode == 1
+    assert "not a usable corral result store" in out.stderr
+    assert str(bad) in out.stderr
+    out = cli("controller", "--cluster-id", "badstore", "--retention", "0")
+    assert out.returncode == 2
+    assert "--retention must be a positive number of seconds" in out.stderr
+    out = cli("controller", "--cluster-id", "badstore", "--store", "redis")
+    assert out.returncode == 2
+    assert "invalid choice" in out.stderr
