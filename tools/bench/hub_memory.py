@@ -185,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ipyparallel", "tornado", "asyncio", "corral", "traitlets"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    print(f"hub memory: {args.tasks:,} tasks, {N_ENGINES} engines, Python {platform.python_version()}, {sys.platform}")
+    print(
+        f"hub memory: {args.tasks:,} tasks, {N_ENGINES} engines, Python {platform.python_version()}, {sys.platform}",
+        flush=True,
+    )
     systems = [("corral", measure_corral), ("ipyparallel", measure_ipyparallel)]
     outcomes: list[Outcome] = []
     for name, measure in systems:
@@ -193,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             outcomes.append(measure(args.tasks, args.batch))
+            o = outcomes[-1]
+            print(
+                f"  ({o.name} done: start {mb(o.start)} MB, after tasks {mb(o.after_tasks)} MB, "
+                f"after purge {mb(o.after_purge)} MB, {o.run_seconds:.0f} s)",
+                flush=True,
+            )
         except ImportError:
             outcomes.append(Outcome(name, "not installed", error="not installed"))
         except Exception as err:  # report the other system anyway
