@@ -144,20 +144,41 @@ def test_bad_requests_get_errors_and_the_hub_keeps_serving(bench: HubBench) -> N
     assert counts[("registration", "malformed")] == 1
 
 
-def test_uncollected_results_are_never_culled_collected_ones_are_bounded() -> None:
-    store = MemoryStore(max_collected=3)
-    for i in range(10):
-        store.add_request(Record(f"m{i}", "mux", b"c", "e", {"msg_id": f"m{i}"}))
-        store.complete(f"m{i}", [b"{}", b"{}", b"{}", b"{}"])
-    for i in range(5):
-        store.mark_collected(f"m{i}")
-    assert store.stats() == {"pending": 0, "uncollected": 5, "collected": 3, "collected_bytes": 0}
-    assert store.get("m0") is None
-    assert store.get("m1") is None
-    for i in range(2, 10):
-        assert store.get(f"m{i}") is not None
-    assert store.purge() == 8
-    assert store.stats()["uncollected"] == 0
+def test_uncollected_results_are_never_culled_collected_ones_are_bounded(tmp_path: Any) -> None:
+    for spill in (tmp_path, False):
+        store = MemoryStore(max_collected=3, spill=spill)
+        for i in range(10):
+            store.add_request(Record(f"m{i}", "mux", b"c", "e", {"msg_id": f"m{i}"}))
+            store.complete(f"m{i}", [b"{}", b"{}", b"{}", b"{}", b"buf%d" % i])
+        for i in range(5):
+            store.mark_collected(f"m{i}")
+        stats = store.stats()
+        assert (stats["pending"], stats["uncollected"], stats["collected"]) == (0, 5, 3)
+        assert stats["collected_bytes"] == 3 * 4
+        assert len(store._records) == 8, "in memory: 5 uncollected, the 3 latest collected"
+        if spill is False:
+            # dropped, and remembered as expired rather than unknown
+            assert store.get("m0") is None
+            assert store.is_expired("m0")
+            assert store.is_expired("m1")
+            assert stats["expired_ranges"] == 2
+        else:
+            # spilled to disk, still fetchable
+            assert stats["spilled"] == 2
+            store._flush_spill()
+            got = store.get("m0")
+            assert got is not None
+            assert got.reply()[3] == [b"buf0"]
+            assert not store.is_expired("m0")
+        assert not store.is_expired("m2")
+        assert not store.is_expired("never-sent")
+        for i in range(2, 10):
+            assert store.get(f"m{i}") is not None
+        assert store.purge() == (8 if spill is False else 10)
+        assert store.stats()["uncollected"] == 0
+        assert store.get("m0") is None
+        store.close()
+    assert not list(tmp_path.glob("spill-*")), "close removes the spill folder"
 
 
 def test_task_requests_are_left_to_their_scheduler_and_outcomes_are_answered(bench: HubBench) -> None:

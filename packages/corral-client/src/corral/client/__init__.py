@@ -16,8 +16,9 @@ Client
     A connection to one cluster: engine ids, views, waiting, results, control.
 View, DirectView, LoadBalancedView, BroadcastView
     Run functions and code on engines; move data in and out of their namespaces.
-AsyncResult, AsyncMapResult
-    Results that are not in yet; futures, awaitable.
+AsyncResult, AsyncMapResult, AsyncHubResult
+    Results that are not in yet; futures, awaitable. ``AsyncHubResult``: results another
+    client sent, fetched from the hub (``Client.get_result``).
 Metadata
     What is known about one request (timestamps, engine, output).
 RemoteFunction, ParallelFunction, remote, parallel
@@ -38,6 +39,7 @@ from corral.client._broadcastview import BroadcastView
 from corral.client._client import Client
 from corral.client._directview import DirectView
 from corral.client._executor import ViewExecutor
+from corral.client._hubresult import AsyncHubResult
 from corral.client._lbview import LoadBalancedView
 from corral.client._metadata import Metadata
 from corral.client._outputs import show_outputs
@@ -54,6 +56,7 @@ from corral.client.errors import (
     ImpossibleDependency,
     NoEnginesRegistered,
     RemoteError,
+    ResultExpired,
     SerializationError,
     TaskAborted,
     TimeoutError,  # noqa: A004 - corral's, a subclass of the builtin
@@ -62,6 +65,7 @@ from corral.wire.canning import Reference, interactive
 from corral.wire.dependencies import Dependency, depend, require
 
 __all__ = [
+    "AsyncHubResult",
     "AsyncMapResult",
     "AsyncResult",
     "BroadcastView",
@@ -82,6 +86,7 @@ __all__ = [
     "Reference",
     "RemoteError",
     "RemoteFunction",
+    "ResultExpired",
     "SerializationError",
     "TaskAborted",
     "TimeoutError",

@@ -33,6 +33,26 @@ __all__ = ["Client"]
 Payload = tuple[Mapping[str, Any], Sequence[Any]]
 
 
+def _is_empty(value: Any) -> bool:
+    """True for None and empty containers (not for 0, an engine id or a history index)."""
+    if value is None:
+        return True
+    if isinstance(value, (str, bytes)) or _is_int(value) or isinstance(value, AsyncResult):
+        return False
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
+def _dependency_metadata(md: Metadata, sched: Mapping[str, Any]) -> None:
+    """Record a task's ``after``/``follow`` msg_ids (from ``header["sched"]``) in its metadata."""
+    for key in ("after", "follow"):
+        dep = sched.get(key)
+        if isinstance(dep, Mapping):
+            md[key] = list(dep.get("msg_ids") or [])
+
+
 class Client:
     """A connection to a corral cluster.
 
@@ -356,6 +376,8 @@ class Client:
                 parts = parts[:head] + own
             frames.append(parts)
             md = Metadata(msg_id=msg.msg_id, submitted=now, engine_id=eid, engine_uuid=uuid)
+            if sched:
+                _dependency_metadata(md, sched)
             requests.append(Request(msg.msg_id, msg_type, eid, uuid, md, in_history))
         self._store.add(requests)
         tracker = zmq.MessageTracker(*tracked) if tracked else None
@@ -523,6 +545,208 @@ class Client:
         if single and wanted:
             return dict(status.get(wanted[0], {}))
         return status
+
+    # -- results from the hub -------------------------------------------------------------------
+
+    def _job_ids(self, jobs: Any, what: str) -> list[str]:
+        """msg_ids named by ``jobs``: msg_ids (any client's), history indices, AsyncResults."""
+        if isinstance(jobs, str):
+            return [jobs]
+        if isinstance(jobs, AsyncResult):
+            return list(jobs.msg_ids)
+        if _is_int(jobs):
+            return [self._store.history_at(int(jobs))]
+        if isinstance(jobs, Iterable):
+            return [m for job in jobs for m in self._job_ids(job, what)]
+        raise TypeError(f"{what} takes msg_ids, history indices or AsyncResults, not {type(jobs).__name__}")
+
+    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True) -> AsyncResult:
+        """Return an AsyncResult for earlier requests, this client's or any other client's.
+
+        Parameters
+        ----------
+        indices_or_msg_ids
+            A msg_id, an index into :attr:`history`, an AsyncResult, or a list of them;
+            default: the last request sent (``-1``).
+        block
+            Wait for the results before returning (default: :attr:`block`).
+        owner
+            Accepted for ipyparallel compatibility; results are always shared.
+
+        Returns
+        -------
+        AsyncResult or AsyncHubResult
+            An :class:`AsyncResult` when this client sent every request; otherwise an
+            :class:`~corral.client.AsyncHubResult` holding what the hub's store has (pending
+            requests are polled from the hub until they finish). A single msg_id or index
+            gives a single result, a list a list.
+
+        Raises
+        ------
+        ResultExpired
+            If the hub dropped a result past its store's retention limit.
+        ValueError
+            If the hub has no record of a msg_id (never sent, or purged).
+        IndexError
+            For an index outside :attr:`history`.
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        """
+        from corral.client._hubresult import AsyncHubResult, fetch
+
+        jobs = -1 if indices_or_msg_ids is None else indices_or_msg_ids
+        single = isinstance(jobs, str) or _is_int(jobs)
+        msg_ids = self._job_ids(jobs, "get_result")
+        local = [self._store.get(m) for m in msg_ids]
+        ar: AsyncResult
+        if all(req is not None for req in local):
+            ar = AsyncResult(self, local, fname="get_result", single=single)  # type: ignore[arg-type]
+        else:
+            missing = [m for m, req in zip(msg_ids, local, strict=True) if req is None]
+            fetched, _ = fetch(self, missing)
+            by_id = dict(zip(missing, fetched, strict=True))
+            requests = [req if req is not None else by_id[m] for m, req in zip(msg_ids, local, strict=True)]
+            ar = AsyncHubResult(self, requests, fname="get_result", single=single)
+        if self.block if block is None else block:
+            ar.wait()
+        return ar
+
+    def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
+        """Ask the hub what became of requests (any client's).
+
+        Parameters
+        ----------
+        msg_ids
+            msg_ids, history indices or AsyncResults (one or a list).
+        status_only
+            With False, also fetch each completed result: ``status[msg_id]`` is its value (or
+            the error it raised), as in :attr:`results`.
+
+        Returns
+        -------
+        dict
+            ``{"completed": [...], "pending": [...], "expired": [...], "unknown": [...]}``
+            (msg_ids in the order asked), plus ``msg_id -> result`` without ``status_only``.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        """
+        from corral.client._hubresult import fetch
+
+        ids = self._job_ids(msg_ids, "result_status")
+        reply = self._query("result_request", {"msg_ids": ids})
+        results: dict[str, Any] = reply.content.get("results") or {}
+        status: dict[str, Any] = {"completed": [], "pending": [], "expired": [], "unknown": []}
+        for m in ids:
+            state = (results.get(m) or {}).get("state", "unknown")
+            local = self._store.get(m)
+            if local is not None and local.done:
+                state = "completed"
+            status[state if state in status else "unknown"].append(m)
+        if not status_only:
+            for m in status["completed"]:
+                req = self._store.get(m)
+                if req is None or not req.done:
+                    req = fetch(self, [m])[0][0] if req is None else req
+                    self._store.wait([m], self.timeout)
+                status[m] = req.error if req.error is not None else req.value
+        return status
+
+    def purge_local_results(self, jobs: Any = "all", targets: Targets = None) -> list[str]:
+        """Forget finished results held by this client (the hub's are kept).
+
+        Parameters
+        ----------
+        jobs
+            ``"all"``, or msg_ids, history indices, AsyncResults.
+        targets
+            Also forget every finished result of these engine ids.
+
+        Returns
+        -------
+        list of str
+            The msg_ids forgotten. AsyncResults you still hold keep working.
+
+        Raises
+        ------
+        RuntimeError
+            If ``jobs`` names a request still pending (abort it or wait for it first).
+        """
+        if isinstance(jobs, str) and jobs == "all":
+            return self._store.purge()
+        ids = set(self._job_ids(jobs, "purge_local_results"))
+        busy = sorted(m for m in ids if (r := self._store.get(m)) is not None and not r.done)
+        if busy:
+            raise RuntimeError(f"cannot purge outstanding requests {busy}: wait for them or abort them first")
+        engines = set(self._engines.resolve(targets)[0]) if targets not in (None, [], ()) else set()
+        return self._store.purge(lambda r: r.msg_id in ids or r.engine_id in engines)
+
+    def purge_hub_results(self, jobs: Any = (), targets: Targets = ()) -> int:
+        """Tell the hub to forget finished results (any client's); schedulers forget them too.
+
+        Parameters
+        ----------
+        jobs
+            ``"all"``, or msg_ids, history indices, AsyncResults.
+        targets
+            ``"all"``, or engine ids whose finished results all go.
+
+        Returns
+        -------
+        int
+            How many records the hub removed (pending ones are never removed).
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        """
+        everything = (isinstance(jobs, str) and jobs == "all") or (isinstance(targets, str) and targets == "all")
+        if everything:
+            content: dict[str, Any] = {"all": True}
+        else:
+            engine_ids = [int(t) for t in ([targets] if _is_int(targets) else list(targets or ()))]  # type: ignore[arg-type]
+            content = {"msg_ids": self._job_ids(jobs or [], "purge_hub_results"), "engine_ids": engine_ids}
+        return int(self._query("purge_request", content).content.get("purged", 0))
+
+    def purge_results(self, jobs: Any = (), targets: Targets = ()) -> int:
+        """Forget finished results here and on the hub (seed 002: "conserve resources").
+
+        ``jobs`` and ``targets`` as :meth:`purge_hub_results` (``"all"`` for everything).
+        Returns how many records the hub removed.
+
+        Raises
+        ------
+        ValueError
+            If neither ``jobs`` nor ``targets`` names anything.
+        RuntimeError
+            If ``jobs`` names a request of this client that is still pending.
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        """
+        everything = (isinstance(jobs, str) and jobs == "all") or (isinstance(targets, str) and targets == "all")
+        if not everything and _is_empty(jobs) and _is_empty(targets):
+            raise ValueError("purge_results needs jobs or targets (or 'all', or use purge_everything())")
+        if everything:
+            self._store.purge()
+        else:
+            self.purge_local_results(jobs or [], targets or None)
+        return self.purge_hub_results(jobs, targets)
+
+    def purge_everything(self) -> int:
+        """Forget every finished result here and on the hub, and this client's history of them.
+
+        Returns how many records the hub removed.
+
+        Raises
+        ------
+        corral.wire.errors.TimeoutError
+            If the hub does not answer within the client's timeout.
+        """
+        self._store.purge(history=True)
+        return self.purge_hub_results("all")
 
     def clear(self, targets: Targets = None, block: bool | None = None) -> AsyncResult | None:
         """Clear the namespaces of ``targets`` (default: every engine), bypassing their queues.

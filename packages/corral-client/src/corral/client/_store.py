@@ -338,6 +338,25 @@ class ResultStore:
             except Exception:  # one broken listener must not starve the others
                 log.exception("error delivering the result of %s", req.msg_id)
 
+    def purge(self, predicate: Callable[[Request], bool] | None = None, history: bool = False) -> list[str]:
+        """Forget finished requests (all, or those ``predicate`` picks); return their msg_ids.
+
+        Their results and metadata leave :attr:`results` and :attr:`metadata`; AsyncResults
+        that hold them still work. Pending requests are never forgotten. With ``history``,
+        every msg_id that is not pending leaves the history. The dicts are rebuilt, so their memory is
+        released, not just their entries.
+        """
+        with self._cond:
+            gone = [m for m, r in self._requests.items() if r.done and (predicate is None or predicate(r))]
+            drop = set(gone)
+            self._requests = {m: r for m, r in self._requests.items() if m not in drop}
+            self.results = {m: v for m, v in self.results.items() if m not in drop}
+            self.metadata = {m: v for m, v in self.metadata.items() if m not in drop}
+            if history:
+                # also entries whose requests were forgotten by an earlier purge
+                self._history = [m for m in self._history if m in self._pending]
+        return gone
+
     def pending(self, predicate: Callable[[Request], bool] = lambda r: True) -> list[Request]:
         """Pending requests for which ``predicate`` holds."""
         with self._cond:

@@ -260,6 +260,26 @@ class View(HasTraits):
         jobs = sorted(self.outstanding) if jobs is None else jobs
         return self.client.abort(jobs, targets=targets, block=self._block(block))
 
+    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None) -> AsyncResult:
+        """An AsyncResult for earlier requests; see :meth:`Client.get_result`.
+
+        Raises
+        ------
+        ResultExpired, ValueError, IndexError, corral.wire.errors.TimeoutError
+            As :meth:`Client.get_result`.
+        """
+        return self.client.get_result(indices_or_msg_ids, block=self._block(block))
+
+    def purge_results(self, jobs: Any = (), targets: Targets = ()) -> int:
+        """Forget finished results here and on the hub; see :meth:`Client.purge_results`.
+
+        Raises
+        ------
+        ValueError, RuntimeError, corral.wire.errors.TimeoutError
+            As :meth:`Client.purge_results`.
+        """
+        return self.client.purge_results(jobs, targets)
+
     def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
         """The hub's queue counts for this view's engines; see :meth:`Client.queue_status`.
 

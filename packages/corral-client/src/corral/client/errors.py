@@ -18,6 +18,7 @@ here or from there gives the same classes. The tree::
     ├── TimeoutError               also a builtin TimeoutError
     ├── NoEnginesRegistered        nothing to run on
     ├── ControllerLost             the controller stopped answering
+    ├── ResultExpired              the hub dropped a result past its retention limit
     └── UnmetDependency            (on engines) a task's @depend/@require is not met there
 """
 
@@ -35,6 +36,7 @@ from corral.wire.errors import (
     NoEnginesRegistered,
     ProtocolVersionError,
     RemoteError,
+    ResultExpired,
     SerializationError,
     TaskAborted,
     TimeoutError,  # noqa: A004 - corral's, a subclass of the builtin
@@ -54,6 +56,7 @@ __all__ = [
     "NoEnginesRegistered",
     "ProtocolVersionError",
     "RemoteError",
+    "ResultExpired",
     "SerializationError",
     "TaskAborted",
     "TimeoutError",

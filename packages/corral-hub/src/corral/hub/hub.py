@@ -8,7 +8,8 @@ do not import each other; the controller wires them).
 from __future__ import annotations
 
 import contextlib
-import json
+import ctypes
+import ctypes.util
 import logging
 import re
 import signal as _signal
@@ -36,6 +37,29 @@ _UUID = re.compile(r"^[0-9a-f]{32}$")
 ReplySender = Callable[[bytes, bytes, str, dict[str, Any], dict[str, Any], dict[str, Any]], bool]
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the memory freed by a purge back to the operating system where the C library can.
+
+    Freed reply frames and records go back to the allocator, which keeps most of them for
+    reuse; glibc's ``malloc_trim`` returns its free pages to the system, so a purge shows in
+    the controller's RSS. Elsewhere this does nothing.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
     """Say how a process ended: ``killed by SIGKILL``, ``exited with code 3``."""
     if signal_name:
@@ -48,15 +72,6 @@ def describe_exit(exit_code: int | None, signal_name: str | None) -> str:
                 return f"killed by signal {-exit_code}"
         return f"exited with code {exit_code}"
     return "exited"
-
-
-def _loads_frame(frame: Any) -> dict[str, Any]:
-    data = frame if type(frame) is bytes else frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 class Hub:
@@ -115,6 +130,10 @@ class Hub:
         self.unassigned: Callable[[], int] | None = None
         #: called when a client asks the controller to stop
         self.on_shutdown: Callable[[], None] | None = None
+        #: called with the msg_ids a client purged (None: everything), so schedulers forget them too
+        self.on_purge: list[Callable[[list[str] | None], None]] = []
+        #: seconds between checks of the store's retention limit
+        self.expire_period = 1.0
         self.completed: dict[str, int] = {}
         self._last_reply: tuple[RawMessage | None, str | None] = (None, None)
         self._reactor: Reactor | None = None
@@ -125,13 +144,51 @@ class Hub:
         self._reactor = reactor
         reactor.add_socket(self.registration_socket, self._on_registration)
         self.heart.register(reactor)
+        if getattr(self.store, "retention", None) is not None:
+            reactor.call_every(self.expire_period, self._expire)
+        self._answer_restored()
+
+    def _expire(self) -> None:
+        n = self.store.expire()
+        if n:
+            log.info(
+                "dropped %d result(s) past the store's retention of %s s", n, getattr(self.store, "retention", "?")
+            )
+
+    def _answer_restored(self) -> None:
+        """Answer requests that were pending when the previous controller stopped (``--restore``).
+
+        Their engines belonged to that controller; nothing will answer them now, so each is
+        stored as failed with an :class:`EngineError` saying so, for whoever fetches it.
+        """
+        restored = getattr(self.store, "restored_pending", None)
+        if restored is None:
+            return
+        records = restored()
+        for record in records:
+            header = record.request_header
+            err = EngineError(
+                "EngineError",
+                f"the controller stopped while {record.msg_id} ({header.get('msg_type', 'request')}) was queued "
+                "or running, and was restarted from its store: the request's reply never arrived",
+            )
+            self.store.complete(record.msg_id, None, error_reply(err, header, {"engine_uuid": record.engine}))  # type: ignore[arg-type]
+        if records:
+            log.warning("%d request(s) pending at the last stop were failed with EngineError", len(records))
 
     # -- the monitor channel (called by the schedulers) ----------------------------------------
 
     def request(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> None:
         """Record a request routed to ``engine``."""
+        header = raw.frames[0]
         self.store.add_request(
-            Record(raw.header["msg_id"], channel, client, engine.decode(errors="replace"), dict(raw.header))
+            Record(
+                raw.header["msg_id"],
+                channel,
+                client,
+                engine.decode(errors="replace"),
+                header if type(header) is bytes else header.bytes,
+            )
         )
 
     def reply(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> bool:
@@ -208,15 +265,7 @@ class Hub:
         engine = record.engine or None
         if not record.done:
             return ("pending", None, engine)
-        status: Any = None
-        if record.reply_frames is not None:
-            header = _loads_frame(record.reply_frames[0])
-            status = header.get("status")
-            if not isinstance(status, str):
-                status = _loads_frame(record.reply_frames[2]).get("status")
-        elif record.reply_parts is not None:
-            status = record.reply_parts[2].get("status")
-        return ("completed", status if isinstance(status, str) else "error", engine)
+        return ("completed", record.status(), engine)
 
     # -- engine lifecycle ----------------------------------------------------------------------
 
@@ -401,7 +450,7 @@ class Hub:
         for msg_id in msg_ids:
             record = self.store.get(msg_id)
             if record is None:
-                results[msg_id] = {"state": "unknown"}
+                results[msg_id] = {"state": "expired" if self.store.is_expired(msg_id) else "unknown"}
                 continue
             entry: dict[str, Any] = {
                 "state": "pending",
@@ -419,11 +468,23 @@ class Hub:
 
     def _purge_request(self, msg: Message) -> None:
         c = msg.content
+        msg_ids = c.get("msg_ids") or []
+        engine_ids = c.get("engine_ids") or []
+        if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
+            raise ValueError("purge_request's msg_ids must be a list of strings")
+        if not isinstance(engine_ids, list) or not all(isinstance(i, int) for i in engine_ids):
+            raise ValueError("purge_request's engine_ids must be a list of integer engine ids")
         if c.get("all"):
             purged = self.store.purge()
+            forgotten: list[str] | None = None
         else:
-            engines = [self.engines.by_id[i].uuid for i in c.get("engine_ids") or [] if i in self.engines.by_id]
-            purged = self.store.purge(c.get("msg_ids") or [], engines)
+            engines = [self.engines.by_id[i].uuid for i in engine_ids if i in self.engines.by_id]
+            purged = self.store.purge(msg_ids, engines)
+            forgotten = list(msg_ids)
+        for callback in self.on_purge:
+            callback(forgotten)
+        if purged:
+            release_memory()
         self._reply(msg, "purge_reply", {"purged": purged})
 
     def _shutdown_request(self, msg: Message) -> None:

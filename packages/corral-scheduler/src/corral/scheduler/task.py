@@ -367,6 +367,14 @@ class TaskScheduler:
         if len(finished) > self.max_finished:
             del finished[next(iter(finished))]
 
+    def forget(self, msg_ids: list[str] | None) -> None:
+        """Forget finished tasks a client purged (``None``: every finished task)."""
+        if msg_ids is None:
+            self.finished = {}  # a new dict: one emptied by deletions keeps its table
+            return
+        for msg_id in msg_ids:
+            self.finished.pop(msg_id, None)
+
     def _lookup(self, msg_id: str) -> Outcome:
         done = self.finished.get(msg_id)
         if done is not None:
@@ -400,6 +408,9 @@ class TaskScheduler:
             self._seq += 1
             task = Task(msg_id, client, raw, self._seq, time.monotonic())
             self.tasks[msg_id] = task
+            # the hub records the task now, on no engine yet: from here on any client can
+            # see it (pending) by its msg_id, even if its own client goes away
+            self.monitor.request("task", raw, client, b"")
             sched = raw.header.get("sched")
             if sched is None:
                 self._place(task)

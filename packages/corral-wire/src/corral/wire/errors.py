@@ -17,6 +17,7 @@ Every error corral raises derives from :class:`CorralError`::
     ├── TimeoutError               also a builtin :class:`TimeoutError`
     ├── NoEnginesRegistered
     ├── ControllerLost
+    ├── ResultExpired              the hub dropped a result past its retention limit
     └── UnmetDependency            raised on an engine by ``@depend``/``@require`` wrappers;
                                    the engine replies ``status: "unmet"`` (docs/scheduling.md)
 
@@ -48,6 +49,7 @@ __all__ = [
     "ProtocolVersionError",
     "REJECT_REASONS",
     "RemoteError",
+    "ResultExpired",
     "SerializationError",
     "TaskAborted",
     "TimeoutError",
@@ -274,6 +276,23 @@ class NoEnginesRegistered(CorralError):
 
 class ControllerLost(CorralError):
     """The controller stopped answering; pending results raise this instead of hanging."""
+
+
+class ResultExpired(CorralError):
+    """The hub no longer holds a result: it passed the store's retention limit and was dropped.
+
+    Raised when fetching a result (``Client.get_result``, ``AsyncHubResult.get``) that the
+    hub's store dropped, as opposed to one it never had (a ``ValueError``) or one a client
+    purged. ``msg_ids`` lists the expired requests.
+    """
+
+    def __init__(self, message: str, msg_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        #: the msg_ids whose results expired
+        self.msg_ids: list[str] = list(msg_ids)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.msg_ids))
 
 
 class UnmetDependency(CorralError):

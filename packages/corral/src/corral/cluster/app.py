@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,30 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="most load-balanced tasks outstanding per engine, 0 for no limit (default: adaptive, about 20 ms of work per engine, 2 to 64 tasks)",
     )
+    parser.add_argument(
+        "--store",
+        default="memory",
+        choices=["memory", "sqlite"],
+        help="where the hub keeps results: in memory (bounded; lost with the process) or in an SQLite file "
+        "a restarted controller reopens with --restore (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--db-file",
+        default=None,
+        help="the SQLite result store's file (default: $CORRAL_DIR/db/<cluster-id>.sqlite)",
+    )
+    parser.add_argument(
+        "--restore",
+        action="store_true",
+        help="reopen the SQLite result store of a previous controller of this cluster (implies --store sqlite), "
+        "and bind the address, ports and key of its connection file when that file still exists",
+    )
+    parser.add_argument(
+        "--retention",
+        type=float,
+        default=None,
+        help="seconds the hub keeps a finished result; fetching it later raises ResultExpired (default: no limit)",
+    )
     security = parser.add_mutually_exclusive_group()
     security.add_argument(
         "--curve",
@@ -80,6 +105,15 @@ def run_controller(args: argparse.Namespace) -> int:
     from corral.wire.lifeline import watch_lifeline
     from corral.wire.protocol import CHANNELS
 
+    if args.retention is not None and not args.retention > 0:
+        print("corral controller: --retention must be a positive number of seconds", file=sys.stderr)
+        return 2
+    if args.restore and not args.reuse:
+        from corral.wire.paths import connection_file_path
+
+        existing = args.connection_file or str(connection_file_path(args.cluster_id))
+        if os.path.exists(existing):
+            args.reuse, args.connection_file = True, existing
     settings: dict[str, Any] = {}
     if args.reuse:
         if not args.connection_file:
@@ -117,6 +151,10 @@ def run_controller(args: argparse.Namespace) -> int:
         heartbeat_period=args.heartbeat_period,
         heartbeat_misses=args.heartbeat_misses,
         task_scheme=args.scheme,
+        store=args.store,
+        db_file=args.db_file,
+        restore=args.restore,
+        retention=args.retention,
         **({} if args.hwm is None else {"task_hwm": args.hwm}),
         **settings,
     )

@@ -86,6 +86,16 @@ class Cluster:
     signature_scheme
         How messages are authenticated (see :mod:`corral.wire.signing`); the default needs a
         CPU with AES instructions to be fast, ``"blake3-v1"`` does not.
+    store
+        The hub's result store: ``"memory"`` (default) or ``"sqlite"``, which survives a
+        controller restart (:meth:`restart_controller`).
+    db_file
+        The SQLite store's file (default ``$CORRAL_DIR/db/<cluster_id>.sqlite``).
+    restore
+        Start the controller on the records already in the SQLite store (and on the existing
+        connection file, when there is one) instead of an empty store; implies ``"sqlite"``.
+    retention
+        Seconds the hub keeps a finished result (None: until purged).
     curve
         CurveZMQ encryption: ``None`` (default) turns it on exactly when ``ip`` is not a
         loopback address; ``True`` forces it on loopback too.
@@ -131,6 +141,10 @@ class Cluster:
         insecure: bool = False,
         engine_restarts: int | None = None,
         engine_memory_limit: float | None = None,
+        store: str = "memory",
+        db_file: str | os.PathLike[str] | None = None,
+        restore: bool = False,
+        retention: float | None = None,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
         if engine_restarts is not None and (
@@ -144,6 +158,16 @@ class Cluster:
         self.engine_restarts = (3 if engines == "local" else 0) if engine_restarts is None else engine_restarts
         self.engine_memory_limit = engine_memory_limit
         self.insecure = insecure
+        if restore:
+            store = "sqlite"
+        if store not in ("memory", "sqlite"):
+            raise ValueError(f"unknown result store {store!r}; choose 'memory' or 'sqlite'")
+        if retention is not None and not retention > 0:
+            raise ValueError(f"retention must be a positive number of seconds, not {retention!r}")
+        self.store = store
+        self.db_file = str(db_file) if db_file is not None else None
+        self.restore = restore
+        self.retention = retention
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError(f"n must be a non-negative number of engines, not {n!r}")
         self.n = (
@@ -200,21 +224,52 @@ class Cluster:
         """
         if self.controller is not None and self.controller.alive():
             raise RuntimeError(f"the controller of cluster {self.cluster_id!r} is already running")
-        info = new_connection_info(
-            dict(zip(CHANNELS, listen_ports(len(CHANNELS), self.ip), strict=True)),
-            cluster_id=self.cluster_id,
-            ip=self.ip,
-            signature_scheme=self.signature_scheme,
-        )
-        if self.curve:
-            info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
-        write_connection_file(self.connection_file, info)
-        args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level]
+        if not (self.restore and self.connection_file.exists()):
+            info = new_connection_info(
+                dict(zip(CHANNELS, listen_ports(len(CHANNELS), self.ip), strict=True)),
+                cluster_id=self.cluster_id,
+                ip=self.ip,
+                signature_scheme=self.signature_scheme,
+            )
+            if self.curve:
+                info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
+            write_connection_file(self.connection_file, info)
+        args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level, "--store", self.store]
         if self.insecure and not self.curve:
             args.append("--insecure")
+        if self.db_file is not None:
+            args += ["--db-file", self.db_file]
+        if self.restore:
+            args.append("--restore")
+        if self.retention is not None:
+            args += ["--retention", repr(self.retention)]
         self.controller = self.controller_launcher.start_controller(self.connection_file, args)
         _live.add(self)
         self._write_record()
+
+    async def restart_controller(self) -> None:
+        """Start the controller again on the same connection file and SQLite store.
+
+        For a controller that died (or was killed): the new one binds the same ports with the
+        same key, and reopens the store, so every result that had reached the old one can be
+        fetched (``rc.get_result(msg_id)`` from a new client). A controller still running is
+        stopped first. Engines of the old controller are not brought back.
+
+        Raises
+        ------
+        RuntimeError
+            If the cluster's store is not ``"sqlite"`` (a memory store cannot be reopened).
+        LaunchError
+            If the new controller dies while starting.
+        """
+        if self.store != "sqlite":
+            raise RuntimeError("only a cluster with store='sqlite' can restart its controller with its results")
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            await asyncio.get_running_loop().run_in_executor(None, stop_all, [controller])
+        self.restore = True
+        await self.start_controller()
+        await self._wait_controller()
 
     async def start_engines(self, n: int | None = None) -> None:
         """Start ``n`` more engines (``self.n`` by default); returns once they are started.
@@ -395,6 +450,7 @@ class Cluster:
     # -- sync twins and context managers ------------------------------------------------------
 
     start_controller_sync = sync_twin(start_controller)
+    restart_controller_sync = sync_twin(restart_controller)
     #: ipyparallel's short name for :meth:`start_cluster_sync`
     start_sync = sync_twin(start_cluster)
     start_engines_sync = sync_twin(start_engines)

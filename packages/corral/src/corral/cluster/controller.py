@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from corral.hub import EngineRecord, Hub
+from corral.hub import EngineRecord, Hub, MemoryStore, ResultStore, SqliteStore
 from corral.scheduler import DirectRelay, IOPubRelay
 from corral.scheduler.broadcast import BroadcastScheduler
 from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
@@ -26,11 +27,20 @@ from corral.scheduler.task import DEFAULT_HWM, TaskScheduler
 from corral.wire import ConnectionInfo, Session, harden, new_connection_info, write_connection_file
 from corral.wire.gate import Gate, curve_required
 from corral.wire.loop import Reactor
-from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
+from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path, corral_dir
 from corral.wire.protocol import CHANNELS
 from corral.wire.signing import DEFAULT_SCHEME
 
-__all__ = ["SOCKET_TYPES", "Controller", "resolve_curve"]
+__all__ = ["SOCKET_TYPES", "STORES", "Controller", "default_db_file", "resolve_curve"]
+
+#: The result stores ``Controller(store=...)`` accepts.
+STORES = ("memory", "sqlite")
+
+
+def default_db_file(cluster_id: str) -> Path:
+    """Where a cluster's SQLite result store lives by default: ``$CORRAL_DIR/db/<cluster_id>.sqlite``."""
+    return corral_dir() / "db" / f"{cluster_id}.sqlite"
+
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +117,16 @@ class Controller:
         How the task scheduler chooses engines (:data:`corral.scheduler.policies.SCHEMES`).
     task_hwm
         Most load-balanced tasks outstanding per engine (0: no limit).
+    store
+        The hub's result store: ``"memory"`` (bounded, lost with the process) or ``"sqlite"``
+        (a file a restarted controller reopens with ``restore``).
+    db_file
+        The SQLite file (default ``$CORRAL_DIR/db/<cluster_id>.sqlite``).
+    restore
+        Reopen the records of ``db_file`` instead of starting empty (implies ``"sqlite"``).
+    retention
+        Seconds the store keeps a finished result (None: until purged; the memory store also
+        trims collected results beyond its bounds).
     context
         ZeroMQ context (a new one by default).
     curve
@@ -120,8 +140,9 @@ class Controller:
     Raises
     ------
     ValueError
-        If a port names an unknown channel, ``task_scheme`` is unknown, ``task_hwm`` is
-        negative, or a non-loopback ``ip`` is asked for with ``curve=False`` and not ``insecure``.
+        If a port names an unknown channel, ``task_scheme`` or ``store`` is unknown,
+        ``task_hwm`` is negative, ``retention`` not positive, or a non-loopback ``ip`` is asked
+        for with ``curve=False`` and not ``insecure``.
 
     Examples
     --------
@@ -143,11 +164,25 @@ class Controller:
         heartbeat_misses: int = 4,
         task_scheme: str = DEFAULT_TASK_SCHEME,
         task_hwm: int | None = DEFAULT_HWM,
+        store: str = "memory",
+        db_file: str | os.PathLike[str] | None = None,
+        restore: bool = False,
+        retention: float | None = None,
         context: zmq.Context[Any] | None = None,
         curve: bool | None = None,
         insecure: bool = False,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
+        if restore:
+            store = "sqlite"
+        if store not in STORES:
+            raise ValueError(f"unknown result store {store!r}; stores are {', '.join(STORES)}")
+        if retention is not None and retention <= 0:
+            raise ValueError(f"retention must be a positive number of seconds, not {retention!r}")
+        self.store_kind = store
+        self.db_file = Path(db_file) if db_file else default_db_file(cluster_id)
+        self.restore = restore
+        self.retention = retention
         if task_scheme not in TASK_SCHEMES:
             raise ValueError(f"unknown scheme {task_scheme!r}; schemes are {', '.join(sorted(TASK_SCHEMES))}")
         if task_hwm is not None and task_hwm < 0:
@@ -222,7 +257,10 @@ class Controller:
         ------
         OSError
             If a requested port is in use, or the connection file cannot be written.
+        ValueError
+            If the SQLite store's file is not a usable corral result store.
         """
+        store = self._open_store()
         key = bytes.fromhex(self.info["key"])
         self.gate = Gate(self.context, key, curve=self.curve)
         if self.gate.curve_public_key is not None:
@@ -240,6 +278,7 @@ class Controller:
                 self.sockets[channel] = sock
                 ports[channel] = self._bind(channel, sock)
         except BaseException:
+            store.close()
             self.close()
             raise
         self.info["ports"] = ports
@@ -252,6 +291,7 @@ class Controller:
             s["heartbeat_pong"],
             heartbeat_period=self.heartbeat_period,
             heartbeat_misses=self.heartbeat_misses,
+            store=store,
         )
         self.mux = DirectRelay("mux", self.session, s["mux"], s["mux_engine"], hub)
         self.control = DirectRelay("control", self.session, s["control"], s["control_engine"], hub)
@@ -286,6 +326,7 @@ class Controller:
         hub.reply_senders["mux"] = self.mux.send_reply
         hub.reply_senders["control"] = self.control.send_reply
         hub.unassigned = task.unassigned
+        hub.on_purge.append(task.forget)
         hub.on_shutdown = self.stop
         for part in (hub, self.mux, self.control, task, broadcast, iopub):
             part.register(self.reactor)
@@ -293,6 +334,16 @@ class Controller:
         write_connection_file(self.connection_file, self.info)
         log.info("controller for cluster %r ready: %s", self.cluster_id, self.connection_file)
         return self.info
+
+    def _open_store(self) -> ResultStore:
+        if self.store_kind == "memory":
+            return MemoryStore(retention=self.retention, spill=corral_dir() / "spill")
+        try:
+            store = SqliteStore(self.db_file, restore=self.restore, retention=self.retention)
+        except sqlite3.Error as err:
+            raise OSError(f"cannot open the result store {self.db_file}: {err}") from None
+        log.info("result store: %s (%s)", self.db_file, "restored" if self.restore else "new")
+        return store
 
     def _on_subscription(self, socket: zmq.Socket[Any]) -> None:
         """Announce every live engine again when a client subscribes to notifications.
@@ -344,6 +395,8 @@ class Controller:
             self._thread.join(10)
         for sock in self.sockets.values():
             sock.close(linger=0)
+        if self.hub is not None:
+            self.hub.store.close()
         self.reactor.close()
         if self.gate is not None:
             self.gate.stop()

@@ -1,0 +1,193 @@
+"""The result stores on their own: expiry, retention, purge, and SQLite reopened after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from corral.hub import ExpiredIds, MemoryStore, Record, SqliteStore
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _frames(status: str = "ok", *buffers: bytes) -> list[bytes]:
+    header = json.dumps({"msg_type": "apply_reply", "status": status}).encode()
+    return [header, b"{}", json.dumps({"status": status}).encode(), b'{"status": "%s"}' % status.encode(), *buffers]
+
+
+def _record(msg_id: str, engine: str = "e0") -> Record:
+    return Record(
+        msg_id, "mux", b"client", engine, json.dumps({"msg_id": msg_id, "msg_type": "apply_request"}).encode()
+    )
+
+
+@given(st.sets(st.integers(min_value=0, max_value=300)), st.sets(st.integers(min_value=0, max_value=300)))
+def test_expired_ids_hold_exactly_what_was_added(added: set[int], removed: set[int]) -> None:
+    ids = ExpiredIds()
+    for n in sorted(added, key=lambda x: (x * 7919) % 301):  # out of order on purpose
+        ids.add(f"sess_{n}")
+    for n in removed:
+        ids.discard(f"sess_{n}")
+    for n in range(302):
+        assert (f"sess_{n}" in ids) == (n in added - removed)
+    assert "other_5" not in ids
+
+
+def test_expired_ids_of_one_session_cost_one_range() -> None:
+    ids = ExpiredIds(max_other=2)
+    for n in range(100_000):
+        ids.add(f"0123456789abcdef0123456789abcdef_{n}")
+    assert ids.ranges() == 1
+    for name in ("a", "b", "c"):
+        ids.add(name)
+    assert "a" not in ids, "plain strings beyond max_other are forgotten, oldest first"
+    assert "c" in ids
+
+
+def test_memory_store_retention_drops_old_results_and_says_expired() -> None:
+    store = MemoryStore(retention=10.0)
+    for i in range(3):
+        store.add_request(_record(f"s_{i}"))
+    store.complete("s_0", _frames())
+    store.complete("s_1", _frames())
+    store.mark_collected("s_1")
+    now = store.get("s_0").completed  # type: ignore[union-attr]
+    assert now is not None
+    assert store.expire(now + 5) == 0
+    assert store.expire(now + 11) == 2, "collected or not, finished results past retention go"
+    assert store.get("s_0") is None
+    assert store.is_expired("s_0")
+    assert store.is_expired("s_1")
+    assert store.get("s_2") is not None, "pending requests never expire"
+    assert not store.is_expired("s_2")
+
+
+def test_memory_store_purge_by_msg_id_and_engine_leaves_pending_ones() -> None:
+    store = MemoryStore()
+    for i, engine in enumerate(["e0", "e0", "e1", "e1"]):
+        store.add_request(_record(f"s_{i}", engine))
+    for i in range(3):
+        store.complete(f"s_{i}", _frames())
+    assert store.purge(["s_0"], None) == 1
+    assert store.purge(None, ["e1"]) == 1, "s_3 on e1 is pending and stays"
+    assert store.get("s_3") is not None
+    assert store.get("s_1") is not None
+    assert not store.is_expired("s_0"), "a purged result is forgotten, not expired"
+
+
+def test_sqlite_store_keeps_every_state_across_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "results.sqlite"
+    store = SqliteStore(path)
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for i in range(4):
+        store.add_request(_record(f"s_{i}"))
+    store.complete("s_0", _frames("ok", b"\x00buffer\xff", b""))
+    store.complete("s_1", None, ("apply_reply", {"status": "error", "ename": "EngineError"}, {"status": "error"}))
+    store.mark_collected("s_0")
+    assert [r.msg_id for r in store.pending_on("e0")] == ["s_2", "s_3"]
+    store.close()
+
+    again = SqliteStore(path, restore=True)
+    got = again.get("s_0")
+    assert got is not None
+    assert got.collected
+    header, metadata, content, buffers = got.reply()
+    assert metadata == {"status": "ok"}
+    assert header["status"] == "ok"
+    assert content == {"status": "ok"}
+    assert buffers == [b"\x00buffer\xff", b""]
+    made = again.get("s_1")
+    assert made is not None
+    assert made.status() == "error"
+    assert made.reply()[2]["ename"] == "EngineError"
+    pending = again.restored_pending()
+    assert sorted(r.msg_id for r in pending) == ["s_2", "s_3"]
+    assert pending[0].request_header["msg_type"] == "apply_request"
+    assert again.complete("s_2", _frames("error")) is not None
+    assert again.get("s_2").status() == "error"  # type: ignore[union-attr]
+    assert again.stats()["uncollected"] == 2
+    again.close()
+
+    fresh = SqliteStore(path)  # without restore: a new, empty store
+    assert fresh.get("s_0") is None
+    fresh.close()
+
+
+def test_sqlite_store_retention_and_purge(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "r.sqlite", retention=10.0)
+    for i in range(3):
+        store.add_request(_record(f"s_{i}"))
+        store.complete(f"s_{i}", _frames())
+    now = store.get("s_0").completed  # type: ignore[union-attr]
+    assert now is not None
+    assert store.expire(now + 11) == 3
+    assert store.is_expired("s_1")
+    store.add_request(_record("t_0"))
+    store.complete("t_0", _frames())
+    assert store.purge(["t_0"], None) == 1
+    assert store.get("t_0") is None
+    assert not store.is_expired("t_0")
+    assert store.purge() == 0
+    assert not store.is_expired("s_1"), "purging everything forgets expiries too"
+    store.close()
+
+
+def test_sqlite_store_refuses_a_file_that_is_not_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ValueError, match="not a usable corral result store"):
+        SqliteStore(path, restore=True)
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.executescript(
+        "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO info VALUES ('schema', '99');"
+    )
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="schema 99"):
+        SqliteStore(other, restore=True)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_process_killed_mid_stream_loses_nothing_it_stored(tmp_path: Path) -> None:
+    path = tmp_path / "killed.sqlite"
+    script = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from corral.hub import Record, SqliteStore
+        store = SqliteStore({str(path)!r})
+        for i in range(10_000_000):
+            m = f"s_{{i}}"
+            store.add_request(Record(m, "mux", b"c", "e0", b'{{"msg_id": "x"}}'))
+            store.complete(m, [b"{{}}", b"{{}}", b"{{}}", b"{{}}", str(i).encode()])
+            if i == 200:
+                print("stored", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "stored"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    store = SqliteStore(path, restore=True)
+    completed = store.stats()["uncollected"]
+    assert completed > 200
+    for i in range(completed):
+        record = store.get(f"s_{i}")
+        assert record is not None
+        assert record.reply()[3] == [str(i).encode()]
+    store.close()
