@@ -7,6 +7,7 @@ creates (a gate), never for a fixed time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -97,10 +98,11 @@ def test_each_scheme_runs_tasks_right_and_spreads_them_as_it_says(
     assert set(seq) == {0, 1, 2}, seq
     if scheme in ("leastload", "lru"):
         # idle engines: both take the least recently used one, a strict rotation
-        assert len(set(seq[:3])) == 3 and all(seq[i] == seq[i % 3] for i in range(24)), seq
+        assert len(set(seq[:3])) == 3, seq
+        assert all(seq[i] == seq[i % 3] for i in range(24)), seq
     elif scheme == "twobin":
         # the most recently used engine loses every tie of the two drawn: never twice in a row
-        assert all(a != b for a, b in zip(seq, seq[1:], strict=False)), seq
+        assert all(a != b for a, b in itertools.pairwise(seq)), seq
     else:
         # random choice: not the rotation the deterministic schemes make (chance ~1e-10)
         assert not all(seq[i] == seq[i % 3] for i in range(24)), seq
