@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 
 import pytest
 
@@ -175,5 +176,12 @@ def test_executor_map_timeout(rc: Client, cluster) -> None:
     it = ex.map(abs, [-1, -2], timeout=0.05)
     with pytest.raises(TimeoutError):
         next(it)
+    # the timeout counts from the call to map, not from the first next()
+    it = ex.map(abs, [-1, -2], timeout=0.3)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        next(it)
+    assert time.monotonic() - t0 < 0.2
     ex.shutdown(wait=True)
     assert not rc.outstanding
