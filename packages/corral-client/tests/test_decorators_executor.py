@@ -66,6 +66,18 @@ def test_remote_on_both_views(rc: Client, cluster) -> None:
         RemoteFunction(lv, 3)  # type: ignore[arg-type]
 
 
+def test_a_remote_function_wrapping_another_keeps_its_own_view_and_flags(rc: Client) -> None:
+    lv = rc.load_balanced_view()
+    inner = RemoteFunction(rc[:], engine_of, block=True)
+    outer = RemoteFunction(lv, inner, block=False, targets=[1])
+    assert outer.view is lv
+    assert outer.func is inner
+    assert outer.flags == {"targets": [1]}
+    assert outer.block is False
+    assert outer.__name__ == "engine_of"
+    assert inner.func is engine_of
+
+
 def test_parallel_calls_with_blocks_and_maps_elementwise(rc: Client, cluster) -> None:
     @parallel(rc[:], block=True)
     def total(block: list[int]) -> list[int]:
