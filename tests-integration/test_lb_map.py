@@ -78,25 +78,28 @@ def test_map_with_chunksize_is_ordered_and_sends_one_task_per_chunk(rc: Client) 
 
 
 def test_async_map_result_iterates_while_results_arrive(rc: Client, tmp_path: Path) -> None:
+    assert len(rc.ids) == 4
     lbv = rc.load_balanced_view()
-    gate = tmp_path / "gate"
-    # element 3 waits for the gate; the others do not
-    gates = ["" if i != 3 else str(gate) for i in range(8)]
+    gate, gate2 = tmp_path / "gate", tmp_path / "gate2"
     try:
-        amr = lbv.map_async(gated, range(8), gates)
+        # element 3 waits for the gate; the first four tasks go to four different engines
+        amr = lbv.map_async(gated, range(8), ["" if i != 3 else str(gate) for i in range(8)])
         it = iter(amr)
         assert [next(it) for _ in range(3)] == [0, 10, 20], "in order, before the map is done"
         assert not amr.done()
-        unordered = lbv.map_async(gated, range(8), gates, ordered=False)
+        gate.touch()
+        assert list(it) == [30, 40, 50, 60, 70]
+        # as completed: one task per engine, the gated first one comes last
+        unordered = lbv.map_async(gated, range(4), [str(gate2), "", "", ""], ordered=False)
         un = iter(unordered)
-        early = {next(un) for _ in range(7)}
-        assert early == {x * 10 for x in range(8) if x != 3}, "as completed: the gated one comes last"
+        assert {next(un) for _ in range(3)} == {10, 20, 30}
         assert not unordered.done()
+        gate2.touch()
+        assert next(un) == 0
+        assert unordered.get(DEADLINE) == [0, 10, 20, 30], "get() is in order"
     finally:
         gate.touch()
-    assert list(it) == [30, 40, 50, 60, 70]
-    assert next(un) == 30
-    assert unordered.get(DEADLINE) == [x * 10 for x in range(8)], "get() is in order"
+        gate2.touch()
 
 
 def test_get_on_a_map_with_failures_names_the_failing_elements(rc: Client) -> None:
