@@ -108,7 +108,7 @@ def _kill_mid_map(rc: Client, retries: int) -> tuple[Any, int, float]:
 def test_a_200_task_map_survives_an_engine_sigkill_with_retries(
     cluster_factory: Callable[..., tuple[Cluster, Client]],
 ) -> None:
-    _, rc = cluster_factory(3)
+    _, rc = cluster_factory(3)  # the default, adaptive hwm
     amr, victim, killed = _kill_mid_map(rc, retries=1)
     assert amr.get(DEADLINE) == [2 * x for x in range(200)]
     assert time.monotonic() - killed < SETTLE_WITHIN
@@ -121,14 +121,13 @@ def test_a_200_task_map_survives_an_engine_sigkill_with_retries(
         assert first["error"]["ename"] == "EngineError"
         assert last["status"] == "ok"
         assert md["engine_id"] != victim
-    assert len(moved) <= 2, "only the tasks on the engine (hwm 2) were stranded"
     assert victim not in rc.ids
 
 
 def test_without_retries_only_the_killed_engine_s_tasks_fail_at_once(
     cluster_factory: Callable[..., tuple[Cluster, Client]],
 ) -> None:
-    _, rc = cluster_factory(3)
+    _, rc = cluster_factory(3, hwm=2)  # a fixed limit: at most 2 tasks on the engine
     amr, victim, killed = _kill_mid_map(rc, retries=0)
     with pytest.raises(CompositeError) as info:
         amr.get(DEADLINE)
