@@ -113,7 +113,8 @@ def test_a_200_task_map_survives_an_engine_sigkill_with_retries(
     assert amr.get(DEADLINE) == [2 * x for x in range(200)]
     assert time.monotonic() - killed < SETTLE_WITHIN
     moved = [md for md in amr.metadata if len(md["attempts"]) > 1]
-    assert moved, "the tasks on the killed engine were run again elsewhere"
+    # the task the engine died under was retried; those queued behind it went back unspent
+    assert len(moved) == 1, [md["attempts"] for md in moved]
     for md in moved:
         first, last = md["attempts"][0], md["attempts"][-1]
         assert first["engine_id"] == victim
@@ -124,17 +125,19 @@ def test_a_200_task_map_survives_an_engine_sigkill_with_retries(
     assert victim not in rc.ids
 
 
-def test_without_retries_only_the_killed_engine_s_tasks_fail_at_once(
+def test_without_retries_only_the_task_the_engine_died_under_fails_at_once(
     cluster_factory: Callable[..., tuple[Cluster, Client]],
 ) -> None:
-    _, rc = cluster_factory(3, hwm=2)  # a fixed limit: at most 2 tasks on the engine
+    _, rc = cluster_factory(3)
     amr, victim, killed = _kill_mid_map(rc, retries=0)
     with pytest.raises(CompositeError) as info:
         amr.get(DEADLINE)
     settled = time.monotonic() - killed
     assert settled < SETTLE_WITHIN, f"the map settled {settled:.1f} s after the kill"
     failed = amr.failed_elements
-    assert 1 <= len(failed) <= 2, failed  # hwm 2: at most two tasks were on the engine
+    # only the task the engine died under fails; those queued behind it never started and
+    # run elsewhere
+    assert len(failed) == 1, failed
     for err in failed.values():
         assert isinstance(err, EngineError), err
         assert err.engine_id == victim
