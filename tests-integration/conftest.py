@@ -351,14 +351,15 @@ def rc(_shared_cluster: tuple[Cluster, Client]) -> Client:
 def cluster_factory(corral_dir: Path) -> Iterator[Callable[..., tuple[Cluster, Client]]]:
     """Start clusters a test may break (``cluster_factory(n)`` -> ``(cluster, client)``).
 
-    At teardown each one is stopped and its controller and engines must be gone.
+    At teardown each one is stopped and its controller and engines must be gone. A test about
+    scale passes ``scale=True`` to start more than 4 engines.
     """
     from corral.cluster import Cluster
 
     started: list[tuple[Cluster, list[int]]] = []
 
-    def start(n: int, **kwargs: Any) -> tuple[Cluster, Client]:
-        assert n <= 4, "at most 4 engines per cluster in this suite"
+    def start(n: int, *, scale: bool = False, **kwargs: Any) -> tuple[Cluster, Client]:
+        assert n <= 4 or scale, "at most 4 engines per cluster in this suite, unless the test is about scale"
         kwargs.setdefault("log_level", "INFO")
         kwargs.setdefault("engine_timeout", DEADLINE)
         new = Cluster(n=n, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 
 import pytest
 
@@ -63,6 +64,18 @@ def test_remote_on_both_views(rc: Client, cluster) -> None:
         remote(lv, chunky=1)(abs)
     with pytest.raises(TypeError):
         RemoteFunction(lv, 3)  # type: ignore[arg-type]
+
+
+def test_a_remote_function_wrapping_another_keeps_its_own_view_and_flags(rc: Client) -> None:
+    lv = rc.load_balanced_view()
+    inner = RemoteFunction(rc[:], engine_of, block=True)
+    outer = RemoteFunction(lv, inner, block=False, targets=[1])
+    assert outer.view is lv
+    assert outer.func is inner
+    assert outer.flags == {"targets": [1]}
+    assert outer.block is False
+    assert outer.__name__ == "engine_of"
+    assert inner.func is engine_of
 
 
 def test_parallel_calls_with_blocks_and_maps_elementwise(rc: Client, cluster) -> None:
@@ -175,5 +188,12 @@ def test_executor_map_timeout(rc: Client, cluster) -> None:
     it = ex.map(abs, [-1, -2], timeout=0.05)
     with pytest.raises(TimeoutError):
         next(it)
+    # the timeout counts from the call to map, not from the first next()
+    it = ex.map(abs, [-1, -2], timeout=0.3)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        next(it)
+    assert time.monotonic() - t0 < 0.2
     ex.shutdown(wait=True)
     assert not rc.outstanding

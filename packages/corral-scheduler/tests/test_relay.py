@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -235,3 +236,19 @@ def test_iopub_relay_republishes_engine_output(bench: Bench) -> None:
 def test_rejected_messages_raise_for_direct_callers() -> None:
     with pytest.raises(MessageRejected):
         Session(KEY).deserialize_raw([b"x"])
+
+
+def test_on_request_sees_each_accepted_request_before_it_is_forwarded(bench: Bench) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    bench.relay.on_request = lambda raw: seen.append((raw.msg_type, json.loads(raw.frames[3])))
+    client_s, engine_s = Session(KEY), Session(KEY)
+    engine = bench.dealer(bench.back_url, ENGINE)
+    client = bench.dealer(bench.front_url)
+    bench.relay.add_engine(ENGINE, 0)
+    msg, _ = client_s.send(client, "abort_request", {"msg_ids": ["a", "b"]}, ident=ENGINE)
+    assert recv(engine_s, engine).msg_id == msg.msg_id
+    assert seen == [("abort_request", {"msg_ids": ["a", "b"]})]
+    # a request to an unknown engine is answered by the relay and not shown
+    client_s.send(client, "abort_request", {"msg_ids": ["c"]}, ident=b"nobody")
+    assert recv(client_s, client).content["ename"] == "EngineError"
+    assert len(seen) == 1

@@ -13,7 +13,7 @@ import zmq
 from corral.scheduler.policies import SCHEMES
 from corral.scheduler.task import TaskScheduler
 from corral.wire import Message, RawMessage, Session, harden, unwrap_exception
-from corral.wire.errors import DependencyTimeout, EngineError, ImpossibleDependency
+from corral.wire.errors import DependencyTimeout, EngineError, ImpossibleDependency, TaskAborted
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -316,6 +316,49 @@ def test_timeout_fails_a_task_whose_dependencies_are_not_met(make_bench: Any) ->
         "queued": 0,
         "finished": 1,
     }
+
+
+def _raw(bench: Bench, msg_type: str, content: dict[str, Any]) -> RawMessage:
+    """A signed control message as the control relay sees it (header decoded only)."""
+    frames = bench.client_session.serialize(bench.client_session.msg(msg_type, content))
+    return bench.session.deserialize_raw(frames[frames.index(b"<IDS|MSG>") + 1 :] if b"<IDS|MSG>" in frames else frames)
+
+
+def test_abort_fails_tasks_held_for_dependencies_or_room_at_once(make_bench: Any) -> None:
+    bench = make_bench(hwm=1)
+    (e0,) = bench.engines(1)
+    running = bench.submit()
+    req = e0.recv()
+    assert req.msg_id == running
+    waiting = bench.submit({"after": [running]})
+    queued = bench.submit()  # no room on e0 (hwm 1)
+    behind = bench.submit({"after": [waiting]})
+    bench.wait(lambda: bench.scheduler.unassigned() == 3)
+    abort = _raw(bench, "abort_request", {"msg_ids": [waiting, queued, running, "unknown"]})
+    # the running task is the engine's to abort; the two held here fail at once
+    assert bench.call(bench.scheduler.abort_request, abort) == 2
+    replies = {m.parent_header["msg_id"]: m for m in (bench.result(), bench.result(), bench.result())}
+    assert set(replies) == {waiting, queued, behind}
+    for msg_id in (waiting, queued):
+        assert replies[msg_id].content["status"] == "aborted"
+        assert replies[msg_id].metadata["status"] == "aborted"
+        assert isinstance(unwrap_exception(replies[msg_id].content), TaskAborted)
+    # aborted counts as a failure: what waited on it is impossible now
+    assert isinstance(unwrap_exception(replies[behind].content), ImpossibleDependency)
+    assert bench.call(lambda: bench.scheduler.counts()) == {
+        "tasks": 1,
+        "waiting": 0,
+        "dependents": 0,
+        "queued": 0,
+        "finished": 3,
+    }
+    assert bench.call(lambda: bench.scheduler.finished[waiting][0]) == "aborted"
+    # other control messages, and aborts without msg_ids, leave the scheduler alone
+    assert bench.call(bench.scheduler.abort_request, _raw(bench, "clear_request", {})) == 0
+    assert bench.call(bench.scheduler.abort_request, _raw(bench, "abort_request", {})) == 0
+    e0.reply(req)
+    assert bench.result().parent_header["msg_id"] == running
+    assert e0.quiet()
 
 
 def test_follow_runs_where_the_prerequisite_ran(make_bench: Any) -> None:

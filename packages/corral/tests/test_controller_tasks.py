@@ -14,7 +14,7 @@ import zmq
 from corral.cluster.controller import Controller
 from corral.engine import Engine
 from corral.wire import Message, Serializer, Session, pack_apply_message, unwrap_exception
-from corral.wire.errors import EngineError
+from corral.wire.errors import EngineError, TaskAborted
 from corral.wire.gate import admit
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,7 +44,7 @@ class Rig:
             time.sleep(0.02)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.session = Session(self.info["key"], scheme=self.info["signature_scheme"])
-        self.sockets = {c: self.connect(c) for c in ("task", "mux", "registration", "broadcast")}
+        self.sockets = {c: self.connect(c) for c in ("task", "mux", "registration", "broadcast", "control")}
 
     def connect(self, channel: str) -> zmq.Socket[Any]:
         sock = admit(self.ctx.socket(zmq.DEALER), bytes.fromhex(self.info["key"]))
@@ -130,6 +130,23 @@ def test_a_task_can_wait_for_a_direct_request(rig: Rig) -> None:
     second = rig.recv()
     assert second.parent_header["msg_id"] == task
     assert second.metadata["started"] >= first.metadata["completed"]
+
+
+def test_an_abort_on_control_fails_a_task_the_scheduler_holds_at_once(rig: Rig) -> None:
+    direct = rig.apply(nap, 2.0, channel="mux")
+    task = rig.apply(pow, 3, 2, sched={"after": {"msg_ids": [direct]}})
+    deadline = time.monotonic() + 10
+    while rig.call(lambda: rig.ctl.task.unassigned()) != 1:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the task never reached the scheduler"
+        time.sleep(0.01)
+    for engine in rig.engines:  # as a client does: every engine is told
+        rig.session.send(rig.sockets["control"], "abort_request", {"msg_ids": [task]}, ident=[engine.uuid.encode()])
+    reply = rig.recv()
+    assert not rig.sockets["mux"].poll(0), "aborted at once, not after its prerequisite finished"
+    assert reply.parent_header["msg_id"] == task
+    assert reply.content["status"] == "aborted"
+    assert isinstance(unwrap_exception(reply.content), TaskAborted)
+    assert rig.call(lambda: rig.ctl.task.unassigned()) == 0  # type: ignore[union-attr]
 
 
 def test_an_engine_lost_as_the_hub_declares_it_strands_no_task(rig: Rig) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +77,11 @@ class ViewExecutor(concurrent.futures.Executor):
         """
         self._check()
         amr = self.view.map(fn, *(list(it) for it in iterables), block=False, chunksize=chunksize)
+        deadline = None if timeout is None else time.monotonic() + timeout
 
         def results() -> Iterator[Any]:
-            if timeout is not None and not amr._wait(max(0.0, timeout)):
+            # counted from this call, not from the first next() (as concurrent.futures says)
+            if deadline is not None and not amr._wait(max(0.0, deadline - time.monotonic())):
                 raise CorralTimeoutError(f"map of {amr._fname} not done within {timeout} s")
             yield from amr
 

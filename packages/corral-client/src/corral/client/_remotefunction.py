@@ -45,11 +45,13 @@ class RemoteFunction:
         unknown = sorted(set(flags) - set(view._flag_names))
         if unknown:
             raise TypeError(f"{type(view).__name__} has no flag {', '.join(map(repr, unknown))}")
+        # first: update_wrapper copies f's __dict__, which must not replace these (a
+        # RemoteFunction wrapping another one would otherwise take over its view and flags)
+        functools.update_wrapper(self, f)
         self.view = view
         self.func = f
         self.block = block
         self.flags = flags
-        functools.update_wrapper(self, f)
 
     def _blocking(self) -> bool:
         return bool(self.view.block if self.block is None else self.block)

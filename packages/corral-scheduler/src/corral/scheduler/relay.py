@@ -15,7 +15,7 @@ decoded, hashed or copied here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -71,6 +71,12 @@ class DirectRelay:
         Bound ROUTER sockets facing clients and engines.
     monitor
         The hub, told about every request and reply.
+
+    Attributes
+    ----------
+    on_request
+        Called with each request this relay accepts, before it is forwarded (the controller
+        shows ``control``'s ``abort_request`` to the task scheduler this way); None: nothing.
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class DirectRelay:
         self.client_socket = client_socket
         self.engine_socket = engine_socket
         self.monitor: Monitor = monitor or NullMonitor()
+        self.on_request: Callable[[RawMessage], object] | None = None
         #: uuid bytes -> engine id, for engines requests may be routed to
         self.engines: dict[bytes, int] = {}
         for sock in (client_socket, engine_socket):
@@ -127,6 +134,8 @@ class DirectRelay:
                 self.fail(client, engine, raw.header, f"engine {engine.decode(errors='replace')} is not registered")
                 continue
             self.monitor.request(self.channel, raw, client, engine)
+            if self.on_request is not None:
+                self.on_request(raw)
             try:
                 session.forward(self.engine_socket, raw, idents=[engine, client])
             except zmq.ZMQError as err:  # EHOSTUNREACH: the engine's connection is gone

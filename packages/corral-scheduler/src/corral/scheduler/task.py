@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from corral.wire.errors import (
     EngineError,
     ImpossibleDependency,
     RemoteError,
+    TaskAborted,
     error_reply,
     wrap_exception,
 )
@@ -344,6 +345,53 @@ class TaskScheduler:
     def remove_engine(self, uuid: bytes) -> None:
         """Same as :meth:`engine_lost` with no reason given."""
         self.engine_lost(uuid)
+
+    # -- aborts ----------------------------------------------------------------------------
+
+    def abort(self, msg_ids: Iterable[str]) -> int:
+        """Fail the named tasks that are still held here with ``TaskAborted``; return how many.
+
+        A task waiting for its dependencies or for an engine with room never reaches an engine
+        that could abort it, so the scheduler answers it itself, at once. Tasks already sent to
+        an engine are left to that engine (it is told by the same ``abort_request``); unknown
+        and finished msg_ids are ignored.
+        """
+        aborted = 0
+        for msg_id in msg_ids:
+            task = self.tasks.get(msg_id) if isinstance(msg_id, str) else None
+            if task is None or task.engine is not None:
+                continue
+            for key, queue in list(self.queues.items()):
+                if task in queue:
+                    queue.remove(task)
+                    if not queue:
+                        del self.queues[key]
+                    break
+            self._fail(
+                task,
+                TaskAborted("TaskAborted", f"task {msg_id} was aborted before it ran (held by the scheduler)"),
+                None,
+                None,
+            )
+            aborted += 1
+        if aborted:
+            self._dispatch()
+        return aborted
+
+    def abort_request(self, raw: RawMessage) -> int:
+        """Apply a client's ``abort_request`` (seen on the ``control`` channel) to held tasks.
+
+        Only this low-volume message's content is decoded; one naming no msg_ids (abort all
+        queued on an engine) concerns engines' queues, not the scheduler's. Returns the number
+        of tasks aborted here.
+        """
+        if raw.msg_type != "abort_request":
+            return 0
+        content = _json_part(raw.frames[3]) if len(raw.frames) > 3 else None
+        msg_ids = content.get("msg_ids") if isinstance(content, dict) else None
+        if not isinstance(msg_ids, list):
+            return 0
+        return self.abort(m for m in msg_ids if isinstance(m, str))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -728,7 +776,7 @@ class TaskScheduler:
             (msg_type, content, metadata),
             delivered,
         )
-        self._remember(task.msg_id, "error", engine)
+        self._remember(task.msg_id, "aborted" if isinstance(err, TaskAborted) else "error", engine)
         self._wake(task.msg_id)
 
 

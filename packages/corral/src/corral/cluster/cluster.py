@@ -25,6 +25,8 @@ from corral.cluster._ports import listen_ports
 from corral.cluster._sync import sync_twin
 from corral.cluster.controller import resolve_curve
 from corral.launchers import Launched, Launcher, LaunchError, find_launcher, stop_all
+from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
+from corral.scheduler.policies import SCHEMES as TASK_SCHEMES
 from corral.wire import new_connection_info, write_connection_file
 from corral.wire.gate import curve_server_keys
 from corral.wire.paths import (
@@ -96,6 +98,13 @@ class Cluster:
         connection file, when there is one) instead of an empty store; implies ``"sqlite"``.
     retention
         Seconds the hub keeps a finished result (None: until purged).
+    scheme
+        How the controller's task scheduler chooses an engine for a load-balanced task
+        (``corral controller --scheme``): ``"leastload"`` (default), ``"lru"``,
+        ``"plainrandom"``, ``"twobin"`` or ``"weighted"``.
+    hwm
+        Most load-balanced tasks outstanding per engine (``--hwm``; 0: no limit; None: the
+        controller's default, which adapts to how long tasks take).
     curve
         CurveZMQ encryption: ``None`` (default) turns it on exactly when ``ip`` is not a
         loopback address; ``True`` forces it on loopback too.
@@ -113,7 +122,7 @@ class Cluster:
     Raises
     ------
     ValueError
-        For a bad ``n``, ``signature_scheme``, launcher name or option, or a non-loopback
+        For a bad ``n``, ``signature_scheme``, ``scheme``, ``hwm``, launcher name or option, or a non-loopback
         ``ip`` with ``curve=False`` and not ``insecure``.
 
     Examples
@@ -145,6 +154,8 @@ class Cluster:
         db_file: str | os.PathLike[str] | None = None,
         restore: bool = False,
         retention: float | None = None,
+        scheme: str = DEFAULT_TASK_SCHEME,
+        hwm: int | None = None,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
         if engine_restarts is not None and (
@@ -183,6 +194,12 @@ class Cluster:
         if signature_scheme not in SCHEMES:
             raise ValueError(f"unknown signature scheme {signature_scheme!r}; choose one of {', '.join(SCHEMES)}")
         self.signature_scheme = signature_scheme
+        if scheme not in TASK_SCHEMES:
+            raise ValueError(f"unknown task scheme {scheme!r}; choose one of {', '.join(sorted(TASK_SCHEMES))}")
+        if hwm is not None and (not isinstance(hwm, int) or isinstance(hwm, bool) or hwm < 0):
+            raise ValueError(f"hwm must be None (the default), 0 (no limit) or a positive int, not {hwm!r}")
+        self.scheme = scheme
+        self.hwm = hwm
         self.connection_file = connection_file_path(self.cluster_id)
         self.log_dir = corral_dir() / "logs" / self.cluster_id
         launcher_class = find_launcher(engines)  # ValueError naming the known launchers
@@ -235,6 +252,9 @@ class Cluster:
                 info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
             write_connection_file(self.connection_file, info)
         args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level, "--store", self.store]
+        args += ["--scheme", self.scheme]
+        if self.hwm is not None:
+            args += ["--hwm", str(self.hwm)]
         if self.insecure and not self.curve:
             args.append("--insecure")
         if self.db_file is not None:

@@ -321,6 +321,8 @@ class Controller:
             task.engine_lost(record.ident, record.reason)
             broadcast.engine_lost(record.ident, record.reason)
 
+        # an abort names tasks the scheduler may still hold (waiting for dependencies or room)
+        self.control.on_request = task.abort_request
         hub.on_live.append(engine_live)
         hub.on_lost.append(engine_lost)
         hub.reply_senders["mux"] = self.mux.send_reply
