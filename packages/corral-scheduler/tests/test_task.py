@@ -548,36 +548,35 @@ def test_junk_is_dropped_and_counted_and_scheduling_goes_on(make_bench: Any) -> 
     bench.wait(lambda: bench.scheduler.dropped["unknown"] == 1)
 
 
-def test_the_default_limit_adapts_to_how_long_tasks_take(make_bench: Any) -> None:
+def test_the_default_limit_adapts_to_how_long_tasks_take(make_bench: Any, monkeypatch: Any) -> None:
+    from corral.scheduler import task as task_module
     from corral.scheduler.task import AUTO_HWM_MAX, AUTO_HWM_MIN
 
+    # half a second of queued work per engine: "quick" tasks stay quick on a loaded machine
+    monkeypatch.setattr(task_module, "AUTO_HWM_QUEUE_SECONDS", 0.5)
     bench = make_bench()  # hwm left to adapt
     (e0,) = bench.engines(1)
     assert bench.scheduler.limit == AUTO_HWM_MIN
     for _ in range(300):
         bench.submit()
     # quick tasks: answered as fast as they come, the engine gets a deeper queue
-    for _ in range(120):
+    for _ in range(60):
         e0.reply(e0.recv())
     quick_limit = bench.call(lambda: bench.scheduler.limit)
     assert AUTO_HWM_MIN < quick_limit <= AUTO_HWM_MAX
-    # long tasks (40 ms, twice the queued work aimed at): back to one running, one queued, at once
-    for _ in range(3):
+    # long tasks (0.6 s, longer than the queued work aimed at): one running, one queued, at once
+    for _ in range(2):
         req = e0.recv()
-        time.sleep(0.04)
+        time.sleep(0.6)
         e0.reply(req)
     assert bench.call(lambda: bench.scheduler.limit) == AUTO_HWM_MIN
-    # what the engine holds now is drained, and it never gets more than two again
+    # the engine gets nothing more while it holds two or more
     held = bench.call(lambda: bench.scheduler.loads[E0])
-    for _ in range(held):
-        req = e0.recv()
-        time.sleep(0.04)
-        e0.reply(req)
-    for _ in range(3):
-        assert bench.call(lambda: bench.scheduler.loads[E0]) <= AUTO_HWM_MIN
-        req = e0.recv()
-        time.sleep(0.04)
-        e0.reply(req)
+    assert held >= AUTO_HWM_MIN
+    answered = len(bench.monitor.replies)
+    e0.reply(e0.recv())
+    bench.wait(lambda: len(bench.monitor.replies) == answered + 1)  # the scheduler has taken the reply
+    assert bench.call(lambda: bench.scheduler.loads[E0]) == held - 1
 
 
 def test_a_fixed_hwm_does_not_adapt(make_bench: Any) -> None:
