@@ -152,8 +152,16 @@ def test_an_abort_on_control_fails_a_task_the_scheduler_holds_at_once(rig: Rig) 
 def test_an_engine_lost_as_the_hub_declares_it_strands_no_task(rig: Rig) -> None:
     long = rig.apply(nap, 2.0, sched={"targets": [0], "retries": 0})
     retried = rig.apply(nap, 2.0, sched={"targets": [0, 1], "retries": 1})
-    time.sleep(0.2)
     record = rig.ctl.hub.engines.by_id[0]  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+
+    def both_on_engines() -> bool:
+        tasks = rig.ctl.task.tasks  # type: ignore[union-attr]
+        return all(m in tasks and tasks[m].engine is not None for m in (long, retried))
+
+    while not rig.call(both_on_engines):
+        assert time.monotonic() < deadline, "the tasks were not sent to engines"
+        time.sleep(0.01)
     on_zero = rig.call(lambda: {m for m, t in rig.ctl.task.tasks.items() if t.engine == record.ident})  # type: ignore[union-attr]
     rig.call(rig.ctl.hub.lose, record, "killed by SIGKILL")  # type: ignore[union-attr]
     failed = rig.recv()
@@ -161,10 +169,11 @@ def test_an_engine_lost_as_the_hub_declares_it_strands_no_task(rig: Rig) -> None
     assert isinstance(unwrap_exception(failed.content), EngineError)
     assert "killed by SIGKILL" in failed.content["evalue"]
     if retried in on_zero:
+        # queued behind ``long``, it never started on engine 0: it runs on engine 1, no retry spent
         done = rig.recv()
         assert done.parent_header["msg_id"] == retried
         assert done.content["status"] == "ok"
-        assert done.metadata["attempts"][0]["error"]["ename"] == "EngineError"
+        assert [a["status"] for a in done.metadata.get("attempts", [{"status": "ok"}])] == ["ok"]
         assert done.metadata["engine_id"] == 1
     else:
         assert rig.recv().content["status"] == "ok"
