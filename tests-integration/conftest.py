@@ -362,6 +362,8 @@ def cluster_factory(corral_dir: Path) -> Iterator[Callable[..., tuple[Cluster, C
         assert n <= 4 or scale, "at most 4 engines per cluster in this suite, unless the test is about scale"
         kwargs.setdefault("log_level", "INFO")
         kwargs.setdefault("engine_timeout", DEADLINE)
+        # a test that kills an engine expects it gone; test_restart.py asks for restarts
+        kwargs.setdefault("engine_restarts", 0)
         new = Cluster(n=n, **kwargs)
         _ACTIVE_LOG_DIRS.add(new.log_dir)
         entry: tuple[Cluster, list[int]] = (new, [])

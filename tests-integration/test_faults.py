@@ -52,7 +52,7 @@ def announce_and_sleep(seconds: float) -> None:
 def test_sigkill_of_an_engine_fails_its_requests_and_the_rest_keeps_serving(
     cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
 ) -> None:
-    _, rc = cluster_factory(3, engine_restarts=0)  # the dead engine stays gone (test_restart.py: back)
+    _, rc = cluster_factory(3)  # no restarts: the dead engine stays gone (test_restart.py: back)
     victim = rc[1]
     pid = victim.apply_sync(os.getpid)
     running = victim.apply_async(announce_and_sleep, 30)

@@ -125,7 +125,7 @@ def test_an_engine_that_keeps_dying_is_let_go(
 def test_a_cluster_s_local_engines_are_restarted_by_default(
     cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
 ) -> None:
-    cluster, rc = cluster_factory(2)
+    cluster, rc = cluster_factory(2, engine_restarts=None)  # Cluster's own default
     assert cluster.engine_restarts == 3
     pid = rc[1].apply_sync(os.getpid)
     os.kill(pid, signal.SIGKILL)
