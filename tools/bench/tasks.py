@@ -471,7 +471,7 @@ def run_bursts(live: list[TaskSystem], kind: str, n: int, rounds: int, timeout: 
             c.system.forget(token)
         except Exception as err:
             c.failure = f"warm-up failed: {type(err).__name__}: {err}"
-    for order in rotations(rounds, cases):
+    for r, order in enumerate(rotations(rounds, cases), 1):
         for c in order:
             if c.failure:
                 continue
@@ -496,6 +496,7 @@ def run_bursts(live: list[TaskSystem], kind: str, n: int, rounds: int, timeout: 
                 c.system.forget(token)
                 del token
             c.rates.append(n / elapsed)
+            print(f"  ({kind} round {r}/{rounds}: {c.system.name} {n / elapsed:,.0f} tasks/s)", file=sys.stderr)
     return {c.system.name: c for c in cases}
 
 
