@@ -26,6 +26,8 @@ RemoteFunction, ParallelFunction, remote, parallel
 Dependency, depend, require
     Dependencies of load-balanced tasks: on other tasks (``after``, ``follow``), and on the
     engine itself (a check function, modules to import).
+register_joblib
+    Register the ``"corral"`` joblib backend (``joblib.parallel_config(backend="corral")``).
 Reference, interactive
     Refer to a name in the engine's namespace; send a function to run in it.
 RemoteError, CompositeError, EngineError, TaskAborted, TimeoutError, NoEnginesRegistered, ...
@@ -34,12 +36,15 @@ RemoteError, CompositeError, EngineError, TaskAborted, TimeoutError, NoEnginesRe
 
 from __future__ import annotations
 
+import sys as _sys
+
 from corral.client._asyncresult import AsyncMapResult, AsyncResult
 from corral.client._broadcastview import BroadcastView
 from corral.client._client import Client
 from corral.client._directview import DirectView
 from corral.client._executor import ViewExecutor
 from corral.client._hubresult import AsyncHubResult
+from corral.client._joblib import register_joblib
 from corral.client._lbview import LoadBalancedView
 from corral.client._metadata import Metadata
 from corral.client._outputs import show_outputs
@@ -96,7 +101,13 @@ __all__ = [
     "depend",
     "interactive",
     "parallel",
+    "register_joblib",
     "remote",
     "require",
     "show_outputs",
 ]
+
+# The joblib backend is registered here only if the program already imported joblib, so that
+# `import corral.client` does not import it (docs/decisions.md, "The joblib backend").
+if "joblib" in _sys.modules:
+    register_joblib()
