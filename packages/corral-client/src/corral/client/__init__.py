@@ -19,6 +19,8 @@ View, DirectView, LoadBalancedView, BroadcastView
 AsyncResult, AsyncMapResult, AsyncHubResult
     Results that are not in yet; futures, awaitable. ``AsyncHubResult``: results another
     client sent, fetched from the hub (``Client.get_result``).
+BenchmarkResult, Measurement
+    What ``Client.benchmark()`` measured: latency and push throughput, every run.
 Metadata
     What is known about one request (timestamps, engine, output).
 RemoteFunction, ParallelFunction, remote, parallel
@@ -39,6 +41,7 @@ from __future__ import annotations
 import sys as _sys
 
 from corral.client._asyncresult import AsyncMapResult, AsyncResult
+from corral.client._benchmark import BenchmarkResult, Measurement
 from corral.client._broadcastview import BroadcastView
 from corral.client._client import Client
 from corral.client._directview import DirectView
@@ -73,6 +76,7 @@ __all__ = [
     "AsyncHubResult",
     "AsyncMapResult",
     "AsyncResult",
+    "BenchmarkResult",
     "BroadcastView",
     "Client",
     "CompositeError",
@@ -85,6 +89,7 @@ __all__ = [
     "EngineError",
     "ImpossibleDependency",
     "LoadBalancedView",
+    "Measurement",
     "Metadata",
     "NoEnginesRegistered",
     "ParallelFunction",

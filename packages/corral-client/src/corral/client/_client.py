@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -27,6 +27,9 @@ from corral.wire.errors import CorralError, unwrap_exception
 from corral.wire.errors import TimeoutError as CorralTimeoutError
 from corral.wire.message import Message
 from corral.wire.session import Session
+
+if TYPE_CHECKING:
+    from corral.client._benchmark import BenchmarkResult
 
 __all__ = ["Client"]
 
@@ -234,6 +237,51 @@ class Client:
             For an unknown flag or a bad value.
         """
         return ViewExecutor(LoadBalancedView(self, targets=targets, **flags))
+
+    def benchmark(self, runs: int = 10, size_mb: float = 10.0, targets: Targets = "all") -> BenchmarkResult:
+        """Measure this cluster's command latency and push throughput; ``print()`` the result.
+
+        Latency is the round trip of engines running ``pass`` (one engine, then all of
+        ``targets`` at once); throughput is ``push`` of a float64 numpy array of ``size_mb``
+        MB to one engine, then to all of ``targets``. Each is timed ``runs`` times after one
+        untimed warm-up; the result holds every run, and its table shows the median and the
+        range. ``corral bench`` prints the same from the command line.
+
+        Parameters
+        ----------
+        runs
+            Timed runs per measurement.
+        size_mb
+            Size of the pushed array, in MB (1e6 bytes); each engine holds one copy meanwhile.
+        targets
+            The engines to measure (default: all).
+
+        Returns
+        -------
+        BenchmarkResult
+            The measurements; ``result["latency, 1 engine"].median`` is one number.
+
+        Raises
+        ------
+        ValueError
+            If ``runs`` is below 1 or ``size_mb`` is not positive.
+        NoEnginesRegistered, IndexError
+            If no engine is registered, or ``targets`` names one that is not.
+        ImportError
+            If numpy is not installed.
+        RemoteError, CompositeError
+            If an engine fails a request (e.g. has no memory for the array).
+
+        Examples
+        --------
+        >>> print(rc.benchmark(runs=5, size_mb=1))  # doctest: +SKIP
+        corral benchmark: engines [0, 1], 5 runs each, array of 1 MB (float64)
+          measurement               median  min - max
+          ...
+        """
+        from corral.client._benchmark import run_benchmark
+
+        return run_benchmark(self, runs=runs, size_mb=size_mb, targets=targets)
 
     def wait_for_engines(self, n: int, timeout: float | None = -1) -> None:
         """Block until at least ``n`` engines are registered (``timeout`` -1 or None: forever).

@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list running clusters", description="List the clusters started on this machine.")
 
+    from corral.cli._bench import add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure a running cluster's latency and push throughput",
+        description="Measure the round trip of engines running `pass` and the throughput of pushing a numpy "
+        "array to one and to all engines of a running cluster; print the median and range over runs.",
+    )
+    add_cluster_id(bench)
+    add_bench_arguments(bench)
+
     from corral.cluster.app import add_controller_arguments
 
     ctrl = sub.add_parser(
@@ -182,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _commands.cmd_stop(args)
     if args.command == "list":
         return _commands.cmd_list(args)
+    if args.command == "bench":
+        from corral.cli._bench import cmd_bench
+
+        return cmd_bench(args)
     if args.command == "engine":
         return _commands.cmd_engine(args, extra)
     if args.command == "controller":
