@@ -35,9 +35,9 @@ class Metadata(dict[str, Any]):
 
     A ``dict`` whose keys are also attributes (``md.engine_id`` is ``md["engine_id"]``).
 
-    Keys
-    ----
-    msg_id, submitted, started, completed, received (``datetime`` in UTC or None),
+    Notes
+    -----
+    The keys: msg_id, submitted, started, completed, received (``datetime`` in UTC or None),
     engine_id, engine_uuid, status (``"ok"``, ``"error"``, ``"aborted"`` or None while
     pending), stdout, stderr (the request's whole output), outputs (display data, in order),
     execute_result, execution_count, error (the wrapped exception or None), follow, after.
