@@ -189,3 +189,13 @@ def test_large_bytearray_is_sent_out_of_band() -> None:
     back = round_trip(data)
     assert back == data
     assert type(back) is bytearray
+
+
+def test_an_unsendable_apply_argument_is_named_by_position_or_keyword() -> None:
+    def fit(data: object, lock: object = None) -> None:
+        pass
+
+    with pytest.raises(SerializationError, match=r"^cannot send argument 1 of .*fit\(\): .*_thread\.lock"):
+        pack_apply_message(fit, (1, threading.Lock()), {})
+    with pytest.raises(SerializationError, match=r"^cannot send keyword argument 'lock' of .*fit\(\)"):
+        pack_apply_message(fit, (1,), {"lock": threading.Lock()})

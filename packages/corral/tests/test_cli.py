@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import subprocess
@@ -36,7 +37,13 @@ def test_selfcheck_runs_a_signed_request() -> None:
 def test_bad_arguments_say_what_is_wrong() -> None:
     out = corral("selfcheck", "--size-mb", "-1")
     assert out.returncode == 2
-    assert "--size-mb must be positive" in out.stderr
+    assert "argument --size-mb: the array size in MB must be positive, not -1" in out.stderr
+    out = corral("start", "--timeout", "-1")
+    assert out.returncode == 2
+    assert "argument --timeout: the timeout in seconds must be positive" in out.stderr
+    out = corral("bench", "--targets", "0,x")
+    assert out.returncode == 2
+    assert "comma-separated list of engine ids, e.g. 0,1" in out.stderr
     out = corral("frobnicate")
     assert out.returncode == 2
     assert "invalid choice" in out.stderr
@@ -52,3 +59,42 @@ def test_portions_resolve_their_public_names(portion: str) -> None:
     for name in mod.__all__:
         assert hasattr(mod, name)
     assert mod.__version__ == importlib.metadata.version("corral")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def test_every_option_of_every_command_is_explained() -> None:
+    from corral.cli import build_parser
+
+    parser = build_parser()
+    commands = _subparsers(parser)
+    assert {"start", "stop", "list", "bench", "demo", "selfcheck", "controller", "engine"} <= set(commands)
+    for name, sub in commands.items():
+        assert sub.description, f"corral {name} has no description"
+        for action in sub._actions:
+            assert action.help, f"corral {name} {action.option_strings} has no help"
+            if action.option_strings and action.nargs != 0 and action.dest != "n":
+                # a metavar that reads as a unit (or the choices), not argparse's upper-cased option name
+                assert action.metavar or action.choices, f"corral {name} {action.option_strings[-1]} has no metavar"
+
+
+def test_the_top_level_help_shows_examples_and_every_command() -> None:
+    out = corral("--help")
+    assert out.returncode == 0
+    for command in ("selfcheck", "demo", "start", "stop", "list", "bench", "controller", "engine"):
+        assert f"\n    {command}" in out.stdout
+    assert "corral start -n 4" in out.stdout
+    assert "rc = Client()" in out.stdout
+
+
+def test_log_levels_are_accepted_in_any_case() -> None:
+    from corral.cli import build_parser
+
+    args = build_parser().parse_args(["start", "--log-level", "debug"])
+    assert args.log_level == "DEBUG"

@@ -320,7 +320,24 @@ def pack_apply_message(
     packed_kwargs = {
         k: _OOBBytes(v) if type(v) in (bytes, bytearray) and len(v) >= big else v for k, v in (kwargs or {}).items()
     }
-    return ser.dumps((f, packed_args, packed_kwargs))
+    try:
+        return ser.dumps((f, packed_args, packed_kwargs))
+    except SerializationError as err:
+        raise SerializationError(f"{_culprit(ser, f, args, kwargs or {})}: {err}") from err.__cause__
+
+
+def _culprit(ser: Serializer, f: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """Name the part of a call that cannot be serialized (only run once serializing failed)."""
+    name = getattr(f, "__qualname__", None) or type(f).__name__
+    parts: list[tuple[str, Any]] = [(f"the function {name}", f)]
+    parts += [(f"argument {i} of {name}()", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r} of {name}()", v) for k, v in kwargs.items()]
+    for label, part in parts:
+        try:
+            ser.dumps(part)
+        except SerializationError:
+            return f"cannot send {label}"
+    return f"cannot send the call of {name}()"
 
 
 def unpack_apply_message(

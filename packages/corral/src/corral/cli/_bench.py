@@ -28,6 +28,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds, not {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -41,12 +51,13 @@ def _positive_int(text: str) -> int:
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``corral bench`` to ``parser``."""
     parser.add_argument(
-        "--runs", type=_positive_int, default=10, help="timed runs per measurement (default: %(default)s)"
+        "--runs", type=_positive_int, default=10, metavar="N", help="timed runs per measurement (default: %(default)s)"
     )
     parser.add_argument(
         "--size-mb",
         type=_positive_float,
         default=10.0,
+        metavar="MB",
         help="size of the pushed numpy array in MB; every engine holds a copy (default: %(default)s)",
     )
     parser.add_argument(
@@ -58,8 +69,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=10.0,
+        metavar="SECONDS",
         help="seconds to wait for the controller to answer (default: %(default)s)",
     )
 

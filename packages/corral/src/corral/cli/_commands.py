@@ -187,5 +187,9 @@ def cmd_engine(args: argparse.Namespace, extra: list[str]) -> int:
 def add_cluster_id(parser: argparse.ArgumentParser) -> None:
     """Add ``--cluster-id`` to a subcommand."""
     parser.add_argument(
-        "--cluster-id", type=_cluster_id, default=DEFAULT_CLUSTER_ID, help="which cluster (default: %(default)s)"
+        "--cluster-id",
+        type=_cluster_id,
+        default=DEFAULT_CLUSTER_ID,
+        metavar="ID",
+        help="which cluster (default: %(default)s)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from corral.cli._version import __version__
 
@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corral",
         description="Interactive parallel computing for Python: start, stop and inspect corral clusters.",
+        epilog="examples:\n"
+        "  corral demo                  estimate pi on a throwaway local cluster\n"
+        "  corral start -n 4            start the cluster 'default' with 4 engines\n"
+        "  corral list                  show running clusters\n"
+        "  corral bench                 measure the cluster's latency and throughput\n"
+        "  corral stop                  stop the cluster 'default'\n"
+        "then, in Python: from corral.client import Client; rc = Client()\n\n"
+        "`corral COMMAND --help` describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a request through a real loopback ZeroMQ connection: serialize a function "
         "and a numpy array, sign, send, verify, run it, and check the reply.",
     )
-    check.add_argument("--size-mb", type=float, default=80.0, help="size of the array sent (default: 80)")
+    check.add_argument(
+        "--size-mb",
+        type=_positive_float("the array size in MB"),
+        default=80.0,
+        metavar="MB",
+        help="size of the array sent, in MB (default: 80)",
+    )
 
     from corral.cli._commands import add_cluster_id
 
@@ -66,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-n", "--n", type=_positive_int, default=None, help="number of engines (default: one per CPU core)"
     )
-    demo.add_argument("--batches", type=_positive_int, default=32, help="number of batches (default: %(default)s)")
+    demo.add_argument(
+        "--batches", type=_positive_int, default=32, metavar="N", help="number of batches (default: %(default)s)"
+    )
 
     start = sub.add_parser(
         "start",
@@ -80,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--engines",
         default="local",
-        help="engine launcher: local, mpi, ssh, or any in the corral.launchers entry-point group (default: %(default)s)",
+        metavar="LAUNCHER",
+        help="how engines are started: local (processes on this machine, the default), mpi, ssh, slurm, pbs, "
+        "sge, lsf, htcondor, or any launcher in the corral.launchers entry-point group (see docs/launchers.md)",
     )
     start.add_argument(
         "-o",
@@ -90,18 +109,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an option for the engine launcher, repeatable (e.g. -o hosts=node1,node2; see docs/launchers.md)",
     )
-    start.add_argument("--ip", default="127.0.0.1", help="address the controller listens on (default: %(default)s)")
     start.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for the engines (default: %(default)s)"
+        "--ip",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address the controller listens on (default: %(default)s; see docs/security.md before "
+        "using a network address)",
     )
-    start.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    start.add_argument(
+        "--timeout",
+        type=_positive_float("the timeout in seconds"),
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds to wait for the engines (default: %(default)s)",
+    )
+    start.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        metavar="LEVEL",
+        help="log level of the controller and engines: DEBUG, INFO, WARNING or ERROR (default: %(default)s); "
+        "logs go to ~/.corral/logs/CLUSTER_ID/",
+    )
     from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 
     start.add_argument(
         "--signature-scheme",
         default=DEFAULT_SCHEME,
         choices=SCHEMES,
-        help="how messages are authenticated (default: %(default)s; blake3-v1 for CPUs without AES instructions)",
+        metavar="SCHEME",
+        help=f"how messages are authenticated: {', '.join(SCHEMES)} (default: %(default)s; blake3-v1 for CPUs "
+        "without AES instructions, hmac-sha256-v1 where FIPS algorithms are required)",
     )
 
     security = start.add_mutually_exclusive_group()
@@ -119,9 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")
     add_cluster_id(stop)
     stop.add_argument("--all", action="store_true", help="stop every running cluster")
-    stop.add_argument("--timeout", type=float, default=5.0, help="seconds before SIGKILL (default: %(default)s)")
+    stop.add_argument(
+        "--timeout",
+        type=_positive_float("the timeout in seconds"),
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between SIGTERM and SIGKILL (default: %(default)s)",
+    )
 
-    sub.add_parser("list", help="list running clusters", description="List the clusters started on this machine.")
+    sub.add_parser(
+        "list",
+        help="list running clusters",
+        description="List the clusters started on this machine (by `corral start` or by a running "
+        "Cluster), with their controller, live engines and connection file.",
+    )
 
     from corral.cli._bench import add_bench_arguments
 
@@ -157,6 +207,21 @@ def _commands_launcher_option(value: str) -> tuple[str, str]:
     from corral.cli._commands import launcher_option
 
     return launcher_option(value)
+
+
+def _positive_float(what: str) -> Callable[[str], float]:
+    """Return an argparse type accepting positive numbers; errors name ``what``."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number ({what})") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"{what} must be positive, not {value}")
+        return number
+
+    return parse
 
 
 def _positive_int(value: str) -> int:
@@ -206,8 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "selfcheck":
         from corral.cli._selfcheck import selfcheck
 
-        if args.size_mb <= 0:
-            parser.error("--size-mb must be positive, e.g. --size-mb 80")
         return selfcheck(size_mb=args.size_mb)
     parser.print_help(sys.stderr)
     return 2

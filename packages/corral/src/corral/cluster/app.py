@@ -18,20 +18,46 @@ __all__ = ["add_controller_arguments", "controller_main", "run_controller"]
 
 def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the controller's options to ``parser``."""
-    parser.add_argument("--cluster-id", default=DEFAULT_CLUSTER_ID, help="name of the cluster (default: %(default)s)")
-    parser.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--connection-file", default=None, help="where to write the connection file")
+    parser.add_argument(
+        "--cluster-id",
+        default=DEFAULT_CLUSTER_ID,
+        metavar="ID",
+        help="name of the cluster (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ip", default="127.0.0.1", metavar="ADDRESS", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--connection-file",
+        default=None,
+        metavar="FILE",
+        help="where to write the connection file (default: ~/.corral/security/corral-ID.json)",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
         help="bind the address, ports and key of the existing --connection-file instead of new ones",
     )
-    parser.add_argument("--port", type=int, default=None, help="bind the channels on consecutive ports from this one")
     parser.add_argument(
-        "--heartbeat-period", type=float, default=0.5, help="seconds between heartbeats (default: %(default)s)"
+        "--port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="bind the channels on consecutive ports from this one (default: random free ports)",
     )
     parser.add_argument(
-        "--heartbeat-misses", type=int, default=4, help="missed heartbeats before an engine is declared dead"
+        "--heartbeat-period",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds between heartbeats (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat-misses",
+        type=int,
+        default=4,
+        metavar="N",
+        help="missed heartbeats before an engine is declared dead (default: %(default)s)",
     )
     parser.add_argument(
         "--scheme",
@@ -43,7 +69,17 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         "--hwm",
         type=int,
         default=None,
-        help="most load-balanced tasks outstanding per engine, 0 for no limit (default: adaptive, about 20 ms of work per engine, 2 to 64 tasks)",
+        metavar="N",
+        help="most load-balanced tasks outstanding per engine, 0 for no limit (default: adaptive, about 20 ms of "
+        "work per engine, 2 to 64 tasks)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)",
     )
     parser.add_argument(
         "--store",
@@ -80,7 +116,6 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
     )
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def run_controller(args: argparse.Namespace) -> int:

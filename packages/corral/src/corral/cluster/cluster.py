@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Cluster"]
 
+#: Log levels the controller and engines accept (``log_level``).
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 log = logging.getLogger(__name__)
 
 _live: weakref.WeakSet[Cluster] = weakref.WeakSet()
@@ -78,7 +81,8 @@ class Cluster:
     ip
         Address the controller binds (loopback by default).
     log_level
-        Log level of the controller and engines (their logs are in ``~/.corral/logs/<id>/``).
+        Log level of the controller and engines, ``"DEBUG"``, ``"INFO"``, ``"WARNING"`` or
+        ``"ERROR"`` in any case (their logs are in ``~/.corral/logs/<id>/``).
     engine_timeout
         Seconds :meth:`start_and_connect` waits for the engines.
     shutdown_atexit
@@ -124,6 +128,12 @@ class Cluster:
     ValueError
         For a bad ``n``, ``signature_scheme``, ``scheme``, ``hwm``, launcher name or option, or a non-loopback
         ``ip`` with ``curve=False`` and not ``insecure``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative, ``cluster_id``, ``ip``, ``log_level`` or ``signature_scheme`` is
+        not usable, or no launcher is named ``engines`` (each message names the valid choices).
 
     Examples
     --------
@@ -187,8 +197,14 @@ class Cluster:
             else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         )
         self.cluster_id = validate_cluster_id(cluster_id) if cluster_id else f"cluster-{secrets.token_hex(4)}"
+        if not isinstance(ip, str) or not ip or any(c.isspace() for c in ip):
+            raise ValueError(
+                f"ip must be an address or host name of this machine, e.g. '127.0.0.1' (the default), not {ip!r}"
+            )
         self.ip = ip
-        self.log_level = log_level
+        if not isinstance(log_level, str) or log_level.upper() not in _LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
+        self.log_level = log_level.upper()
         self.engine_timeout = engine_timeout
         self.shutdown_atexit = shutdown_atexit
         if signature_scheme not in SCHEMES:
