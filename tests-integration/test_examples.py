@@ -1,8 +1,9 @@
 """Every script in docs/examples/ runs to completion and prints what its docstring promises.
 
 Each runs as a subprocess (``python docs/examples/NAME.py``) in its own process group with a
-deadline, starting and stopping its own two-engine cluster under the session's
-``CORRAL_DIR``; the session's leftover check catches an example that leaves processes behind.
+deadline, starting and stopping its own cluster (two engines; four for the magics session)
+under the session's ``CORRAL_DIR``; the session's leftover check catches an example that leaves
+processes behind.
 ``embed_engine.py`` needs a cluster to join and is run by test_embedding.py.
 """
 
@@ -39,6 +40,12 @@ EXPECTED: dict[str, list[str]] = {
         r"merge +engine \d",
         r"mean 0\.\d+ over 200000 values, check passed; every task started after its parents completed",
     ],
+    "magics_session.py": [
+        r"\[stdout:0\] step 2",
+        r"KeyboardInterrupt: %px was interrupted; engine\(s\) 0-3 were sent SIGINT and stopped",
+        r"Out\[0:\d+\]: 'still serving'",
+        r"4/4 tasks done",
+    ],
     "executor_futures.py": [
         r"primes below 200,000 in 8 ranges: 17984",
         r"map over 10 numbers: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\]",
@@ -55,7 +62,7 @@ def _run(script: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        env=os.environ.copy(),
+        env={**os.environ, "IPYTHONDIR": str(cwd / "ipython")},  # magics_session.py runs IPython
         start_new_session=True,
     )
     try:
