@@ -15,7 +15,7 @@ from corral.cluster import Cluster
         ({"ip": "not an ip"}, "ip must be an address or host name of this machine, e.g. '127.0.0.1'"),
         ({"ip": ""}, "ip must be an address or host name"),
         ({"signature_scheme": "md5"}, "unknown signature scheme 'md5'; choose one of"),
-        ({"engines": "nope"}, "no launcher named 'nope'; available: local"),
+        ({"engines": "nope"}, "no launcher named 'nope'; available: .*local"),
         ({"cluster_id": "a/b"}, "invalid cluster id 'a/b'"),
     ],
 )

@@ -126,14 +126,10 @@ class Cluster:
     Raises
     ------
     ValueError
-        For a bad ``n``, ``signature_scheme``, ``scheme``, ``hwm``, launcher name or option, or a non-loopback
-        ``ip`` with ``curve=False`` and not ``insecure``.
-
-    Raises
-    ------
-    ValueError
-        If ``n`` is negative, ``cluster_id``, ``ip``, ``log_level`` or ``signature_scheme`` is
-        not usable, or no launcher is named ``engines`` (each message names the valid choices).
+        If ``n`` is negative, ``cluster_id``, ``ip``, ``log_level``, ``signature_scheme``, ``scheme`` or
+        ``hwm`` is not usable, no launcher is named ``engines`` or a launcher option is bad (each message
+        names the valid choices), or ``ip`` is not a loopback address with ``curve=False``
+        and not ``insecure``.
 
     Examples
     --------
