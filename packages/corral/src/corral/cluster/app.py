@@ -91,6 +91,7 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db-file",
         default=None,
+        metavar="FILE",
         help="the SQLite result store's file (default: $CORRAL_DIR/db/<cluster-id>.sqlite)",
     )
     parser.add_argument(
@@ -103,6 +104,7 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         "--retention",
         type=float,
         default=None,
+        metavar="SECONDS",
         help="seconds the hub keeps a finished result; fetching it later raises ResultExpired (default: no limit)",
     )
     security = parser.add_mutually_exclusive_group()
