@@ -9,7 +9,9 @@ function defined in a client script's ``__main__`` running against the engine's 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +63,7 @@ def test_function_from_main_sees_engine_globals(cluster: Cluster, rc: Client, pr
 
 
 def test_junk_on_the_controllers_sockets_is_counted_where_a_client_can_see_it(
-    cluster: Cluster, rc: Client, wait_until: Any
+    cluster: Cluster, rc: Client, wait_until: Any, cli: CLI
 ) -> None:
     import zmq
 
@@ -94,4 +96,16 @@ def test_junk_on_the_controllers_sockets_is_counted_where_a_client_can_see_it(
         )
 
     wait_until(counted, "the controller counted 5 malformed and 1 badly signed message on mux")
+    # and so does the CLI
+    out = cli("drops", "--cluster-id", cluster.cluster_id, "--json")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["mux"]["malformed"] >= before.get("malformed", 0) + 5
+    table = cli("drops", "--cluster-id", cluster.cluster_id)
+    assert table.returncode == 0, table.stderr
+    assert "none of them was executed" in table.stdout
+    assert re.search(r"mux\s+bad_signature\s+[\d,]+", table.stdout), table.stdout
+    missing = cli("drops", "--cluster-id", "no-such-cluster")
+    assert missing.returncode == 1
+    assert "corral start" in missing.stderr or "no-such-cluster" in missing.stderr
     assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)  # still serving

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  corral start -n 4            start the cluster 'default' with 4 engines\n"
         "  corral list                  show running clusters\n"
         "  corral bench                 measure the cluster's latency and throughput\n"
+        "  corral drops                 count the messages its controller dropped\n"
         "  corral stop                  stop the cluster 'default'\n"
         "then, in Python: from corral.client import Client; rc = Client()\n\n"
         "`corral COMMAND --help` describes each command.",
@@ -184,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_id(bench)
     add_bench_arguments(bench)
 
+    from corral.cli._drops import add_drops_arguments
+
+    drops = sub.add_parser(
+        "drops",
+        help="count the messages a running cluster's controller dropped",
+        description="Show how many messages the controller of a running cluster dropped on receipt (wrong "
+        "key, tampered, replayed, malformed ...), by channel and reason. Dropped messages are never executed.",
+    )
+    add_cluster_id(drops)
+    add_drops_arguments(drops)
+
     from corral.cluster.app import add_controller_arguments
 
     ctrl = sub.add_parser(
@@ -262,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from corral.cli._bench import cmd_bench
 
         return cmd_bench(args)
+    if args.command == "drops":
+        from corral.cli._drops import cmd_drops
+
+        return cmd_drops(args)
     if args.command == "engine":
         return _commands.cmd_engine(args, extra)
     if args.command == "controller":
