@@ -49,6 +49,14 @@ def announce_and_sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+@interactive
+def engine_pid_of(_: Any) -> int:
+    """The pid of the engine running this (for load-balanced maps)."""
+    import os
+
+    return os.getpid()
+
+
 def test_sigkill_of_an_engine_fails_its_requests_and_the_rest_keeps_serving(
     cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
 ) -> None:
@@ -190,6 +198,47 @@ def test_a_client_finds_a_controller_restarted_at_the_same_address(
     try:
         wait_until(lambda: rc._store.lost is None, "the client reconnected")
         assert isinstance(rc.queue_status(), dict)  # the hub answers the same client again
+    finally:
+        os.killpg(again.pid, signal.SIGKILL)
+        again.wait(DEADLINE)
+
+
+def test_engines_rejoin_a_controller_restarted_at_the_same_address(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
+) -> None:
+    import subprocess
+    import sys
+
+    cluster, rc = cluster_factory(2)
+    assert cluster.controller is not None
+    pids = rc[:].apply_sync(os.getpid)
+    pid = cluster.controller.pid
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: rc._store.lost is not None, "the client noticed the lost controller")
+    again = subprocess.Popen(
+        [sys.executable, *[a.decode() for a in argv[1:]]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    restarted = time.monotonic()
+    try:
+        wait_until(lambda: rc._store.lost is None, "the client reconnected")
+
+        def rejoined() -> bool:
+            try:
+                engines = {str(k) for k in rc.queue_status() if k != "unassigned"}
+            except Exception:  # the hub may not answer yet
+                return False
+            return engines == {"0", "1"}
+
+        wait_until(rejoined, "both engines registered again with the restarted controller")
+        # the same engines, under the same ids, serve direct and load-balanced work again
+        assert rc[:].apply_sync(os.getpid) == pids
+        lv = rc.load_balanced_view()
+        assert set(lv.map_sync(engine_pid_of, range(20))) <= set(pids)
+        assert time.monotonic() - restarted < DEADLINE
     finally:
         os.killpg(again.pid, signal.SIGKILL)
         again.wait(DEADLINE)

@@ -11,6 +11,7 @@ The request sockets belong to the execution thread (:mod:`corral.engine.shell`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -64,6 +65,7 @@ class Dispatcher:
         control: Control,
         controller_timeout: float,
         on_controller_lost: Callable[[str], None],
+        on_controller_restarted: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.context = context
@@ -72,6 +74,10 @@ class Dispatcher:
         self.control = control
         self.controller_timeout = controller_timeout
         self.on_controller_lost = on_controller_lost
+        self.on_controller_restarted = on_controller_restarted
+        # the controller's run, as its pings name it: a controller restarted at the same address
+        # pings with another, which is how the engine notices it
+        self._incarnation = b""
         self._reactor: Reactor | None = None
         self._sockets: dict[str, zmq.Socket[Any]] = {}
         self._ready = threading.Event()
@@ -186,12 +192,35 @@ class Dispatcher:
                 reply.after()
 
     def _on_ping(self, sock: zmq.Socket[Any]) -> None:
+        restarted = False
         while True:
             try:
-                sock.recv(zmq.NOBLOCK)
+                ping = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             self._last_ping = time.monotonic()
+            incarnation = ping.partition(b":")[2][:16]
+            if incarnation and self._incarnation and incarnation != self._incarnation:
+                restarted = True
+            if incarnation:
+                self._incarnation = incarnation
+        if restarted and self.on_controller_restarted is not None:
+            log.warning("the controller's pings name another run: it was restarted; registering again")
+            self.on_controller_restarted()
+
+    def say_hello(self) -> None:
+        """Send ``engine_hello`` on the control socket again (from any thread)."""
+        reactor = self._reactor
+        if reactor is None:
+            return
+
+        def hello() -> None:
+            sock = self._sockets.get("control")
+            if sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.session.send(sock, "engine_hello", {"uuid": self.uuid})
+
+        reactor.call_soon_threadsafe(hello)
 
     def _check_controller(self) -> None:
         silent = time.monotonic() - self._last_ping

@@ -29,6 +29,7 @@ import zmq
 
 from corral.engine.control import Control
 from corral.engine.dispatcher import Dispatcher
+from corral.engine.errors import RegistrationError
 from corral.engine.executor import Executor
 from corral.engine.heart import Heart
 from corral.engine.inbox import Inbox
@@ -154,6 +155,7 @@ class Engine:
         self._signals_active = False
         self._signal_lock = threading.Lock()
         self._registered = threading.Event()
+        self._rejoining = threading.Event()
         self._finished = threading.Event()
         self._teardown_lock = threading.Lock()
         self._torn_down = False
@@ -417,6 +419,7 @@ class Engine:
             control=control,
             controller_timeout=self.controller_timeout,
             on_controller_lost=self._request_stop,
+            on_controller_restarted=self._on_controller_restarted,
         )
         self._dispatcher.start()
         self._heart = Heart(
@@ -431,6 +434,45 @@ class Engine:
             self._state = "serving"
         self._registered.set()
         log.info("engine %d (uuid %s) registered and serving", reg.id, self._uuid)
+
+    def _on_controller_restarted(self) -> None:
+        """The controller came back at the same address: register again, under the same id."""
+        if self._rejoining.is_set() or self._stop_requested:
+            return
+        self._rejoining.set()
+        threading.Thread(target=self._rejoin, name="corral-engine-rejoin", daemon=True).start()
+
+    def _rejoin(self) -> None:
+        try:
+            context = self._context
+            assert context is not None
+            try:
+                reg = register(
+                    self._session,
+                    context,
+                    channel_url(self._info, "registration"),
+                    uuid=self._uuid,
+                    requested_id=self._id,
+                    timeout=self.registration_timeout,
+                    cancelled=lambda: self._stop_requested,
+                    curve_server_key=self._info.get("curve_public_key"),
+                )
+            except RegistrationError as err:
+                self._request_stop(f"the restarted controller refused this engine: {err}")
+                return
+            if reg.id != self._id:  # pragma: no cover - the hub grants a requested id or refuses
+                self._request_stop(f"the restarted controller gave this engine id {reg.id}, not {self._id}")
+                return
+            # the new controller's schedulers learn of the request sockets from their hellos
+            if self._shell is not None:
+                with self._shell.borrow() as got:
+                    if got:
+                        self._shell.say_hello()
+            if self._dispatcher is not None:
+                self._dispatcher.say_hello()
+            log.info("engine %d registered again with the restarted controller", reg.id)
+        finally:
+            self._rejoining.clear()
 
     def _serve(self) -> None:
         assert self._iopub is not None

@@ -80,6 +80,7 @@ class Shell:
         self._returned = threading.Event()
         self._returned.set()
         self._closed = False
+        self._uuid = uuid
         identity = uuid.encode("ascii")
         url = f"inproc://corral-engine-shell-wake-{uuid}-{next(_instances)}"
         self._wake_rx = context.socket(zmq.PULL)
@@ -170,6 +171,13 @@ class Shell:
                     sock.send(frame, flags, copy=memoryview(frame).nbytes < _COPY_BELOW)
         except zmq.ZMQError as err:
             log.warning("could not send a reply on %s: %s", channel, err)
+
+    def say_hello(self) -> None:
+        """Send ``engine_hello`` on every request socket again (lock held), e.g. to a controller
+        restarted at the same address, whose schedulers learn of the engine's sockets from it."""
+        for sock in self.sockets.values():
+            with contextlib.suppress(zmq.ZMQError):
+                self.session.send(sock, "engine_hello", {"uuid": self._uuid})
 
     # -- from any thread -------------------------------------------------------------------
 

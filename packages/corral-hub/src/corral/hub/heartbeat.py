@@ -8,6 +8,7 @@ declares an engine dead after ``misses`` periods without an answer.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,8 @@ class HeartMonitor:
         self.on_pong = on_pong
         self.on_beat = on_beat
         self.round = 0
+        #: this hub's run: sent with every ping, so that engines notice a restarted controller
+        self.incarnation = secrets.token_hex(4).encode("ascii")
         self._timer: Timer | None = None
 
     def register(self, reactor: Reactor) -> None:
@@ -65,9 +68,12 @@ class HeartMonitor:
         """Send the current round's ping again, e.g. so a newly registering engine can answer
         without waiting a whole period."""
         try:
-            self.ping_socket.send(b"%d" % self.round, zmq.NOBLOCK)
+            self.ping_socket.send(self._ping(), zmq.NOBLOCK)
         except zmq.ZMQError as err:
             log.debug("heartbeat ping not sent: %s", err)
+
+    def _ping(self) -> bytes:
+        return b"%d:%s" % (self.round, self.incarnation)
 
     def stop(self) -> None:
         """Stop pinging."""
@@ -77,7 +83,7 @@ class HeartMonitor:
     def _beat(self) -> None:
         self.round += 1
         try:
-            self.ping_socket.send(b"%d" % self.round, zmq.NOBLOCK)
+            self.ping_socket.send(self._ping(), zmq.NOBLOCK)
         except zmq.ZMQError as err:  # nothing subscribes yet, or shutting down
             log.debug("heartbeat ping not sent: %s", err)
         self.on_beat()
@@ -89,10 +95,13 @@ class HeartMonitor:
                 frames = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 2 or len(frames[1]) > 20:
+            if len(frames) != 2 or len(frames[1]) > 40:
                 continue
+            beat, _, incarnation = frames[1].partition(b":")
+            if incarnation != self.incarnation:
+                continue  # an answer to another run's ping
             try:
-                answered = int(frames[1])
+                answered = int(beat)
             except ValueError:
                 continue
             if answered >= oldest:
