@@ -10,7 +10,9 @@ rank is read from the environment each sets (``OMPI_COMM_WORLD_RANK``, ``PMIX_RA
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -55,6 +57,7 @@ class MPILauncher(Launcher):
         self.mpiexec = str(options.get("mpiexec", "mpiexec"))
         self.mpi_args = _words(options.get("mpi_args", []), "mpi_args")
         self.python = str(options.get("python", sys.executable))
+        self._shm_dirs: list[Path] = []
 
     def command(self, n: int, connection_file: Path, engine_args: Sequence[str], first_index: int = 0) -> list[str]:
         """The ``mpiexec`` command line that starts ``n`` engines (ids ``first_index + rank``)."""
@@ -80,4 +83,19 @@ class MPILauncher(Launcher):
             "Install an MPI (Debian/Ubuntu: `apt-get install openmpi-bin` or `mpich`), or pass "
             "-o mpiexec=/path/to/mpiexec.",
         )
-        return [self.spawn_command(cmd, f"mpiexec-{first_index}.log", engines=n)]
+        # Open MPI keeps its shared-memory segments in /dev/shm, where ranks that are killed
+        # leave them behind: keep them in a directory of this launcher's, removed by close()
+        shm = self.log_dir / f"mpi-shm-{first_index}"
+        shm.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._shm_dirs.append(shm)
+        env = dict(os.environ)
+        for variable in ("OMPI_MCA_btl_vader_backing_directory", "OMPI_MCA_btl_sm_backing_directory"):
+            env.setdefault(variable, str(shm))
+        return [self.spawn_command(cmd, f"mpiexec-{first_index}.log", engines=n, env=env)]
+
+    def close(self) -> None:
+        """Release the lifeline and remove the MPI shared-memory directories."""
+        super().close()
+        for shm in self._shm_dirs:
+            shutil.rmtree(shm, ignore_errors=True)
+        self._shm_dirs.clear()
