@@ -56,6 +56,11 @@ def _dependency_metadata(md: Metadata, sched: Mapping[str, Any]) -> None:
             md[key] = list(dep.get("msg_ids") or [])
 
 
+#: Messages of one submission signed before they are sent: a long map's first tasks reach the
+#: engines while the rest are still being signed.
+_SEND_BATCH = 128
+
+
 class Client:
     """A connection to a corral cluster.
 
@@ -409,9 +414,16 @@ class Client:
         session = self.session
         frames: list[list[Any]] = []
         requests: list[Request] = []
+        batch: list[Request] = []
         tracked: list[zmq.Frame] = []
         now = utcnow()
         for (content, buffers), eid, uuid in zip(payloads, ids, uuids, strict=True):
+            if len(frames) >= _SEND_BATCH:
+                # a long map starts on the engines while the rest is signed: registered first,
+                # so no reply arrives unannounced (the result below counts what already came)
+                self._store.add(batch)
+                self._io.send(channel, frames, batch)
+                frames, batch = [], []
             msg = session.msg(msg_type, content)
             if sched:
                 msg.header["sched"] = dict(sched)
@@ -426,13 +438,14 @@ class Client:
             md = Metadata(msg_id=msg.msg_id, submitted=now, engine_id=eid, engine_uuid=uuid)
             if sched:
                 _dependency_metadata(md, sched)
-            requests.append(Request(msg.msg_id, msg_type, eid, uuid, md, in_history))
-        self._store.add(requests)
+            req = Request(msg.msg_id, msg_type, eid, uuid, md, in_history)
+            requests.append(req)
+            batch.append(req)
+        self._store.add(batch)
+        self._io.send(channel, frames, batch)
         tracker = zmq.MessageTracker(*tracked) if tracked else None
-        # sent in this thread, right below: nothing to wait for but the tracked buffers
-        ar = result_class(self, requests, fname, list(ids), single, tracker, None, **result_kwargs)  # type: ignore[arg-type]
-        self._io.send(channel, frames, requests)
-        return ar
+        # sent in this thread, above: nothing to wait for but the tracked buffers
+        return result_class(self, requests, fname, list(ids), single, tracker, None, **result_kwargs)  # type: ignore[arg-type]
 
     def _submit_broadcast(
         self,

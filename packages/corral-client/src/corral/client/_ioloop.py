@@ -32,7 +32,7 @@ from corral.client._engines import EngineTable
 from corral.client._store import Request, ResultStore
 from corral.wire.connection import ConnectionInfo, channel_url
 from corral.wire.errors import ControllerLost, CorralError, EngineError, MessageRejected
-from corral.wire.frames import recv_frames
+from corral.wire.frames import recv_frames, send_frames
 from corral.wire.gate import curve_client_keys
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
@@ -93,11 +93,11 @@ class _Shared:
         sock = self.socket
         for parts in frames:
             try:
-                sock.send_multipart(parts, _NOBLOCK, copy=False)
+                send_frames(sock, parts, _NOBLOCK)
             except zmq.Again:
                 if not sock.poll(int(grace * 1000), zmq.POLLOUT):
                     raise
-                sock.send_multipart(parts, _NOBLOCK, copy=False)
+                send_frames(sock, parts, _NOBLOCK)
 
 
 class IOThread:
