@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from corral.cli._types import positive_float
+
 __all__ = ["add_bench_arguments", "cmd_bench"]
 
 
@@ -16,26 +18,6 @@ def _targets(text: str) -> list[int]:
     if not ids:
         raise argparse.ArgumentTypeError("give at least one engine id, e.g. --targets 0 or --targets 0,1")
     return ids
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"the array size must be positive, not {text}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds, not {text}")
-    return value
 
 
 def _positive_int(text: str) -> int:
@@ -55,7 +37,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size-mb",
-        type=_positive_float,
+        type=positive_float("the array size in MB"),
         default=10.0,
         metavar="MB",
         help="size of the pushed numpy array in MB; every engine holds a copy (default: %(default)s)",
@@ -69,7 +51,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_float("the timeout in seconds"),
         default=10.0,
         metavar="SECONDS",
         help="seconds to wait for the controller to answer (default: %(default)s)",

@@ -6,17 +6,9 @@ import argparse
 import json
 import sys
 
+from corral.cli._types import positive_float
+
 __all__ = ["add_drops_arguments", "cmd_drops"]
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds, not {text}")
-    return value
 
 
 def add_drops_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +16,7 @@ def add_drops_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     parser.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_float("the timeout in seconds"),
         default=10.0,
         metavar="SECONDS",
         help="seconds to wait for the controller to answer (default: %(default)s)",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from corral.cli._types import positive_float
 from corral.cli._version import __version__
 
 __all__ = ["build_parser", "installed_distributions", "main"]
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--size-mb",
-        type=_positive_float("the array size in MB"),
+        type=positive_float("the array size in MB"),
         default=80.0,
         metavar="MB",
         help="size of the array sent, in MB (default: 80)",
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "--timeout",
-        type=_positive_float("the timeout in seconds"),
+        type=positive_float("the timeout in seconds"),
         default=60.0,
         metavar="SECONDS",
         help="seconds to wait for the engines (default: %(default)s)",
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--all", action="store_true", help="stop every running cluster")
     stop.add_argument(
         "--timeout",
-        type=_positive_float("the timeout in seconds"),
+        type=positive_float("the timeout in seconds"),
         default=5.0,
         metavar="SECONDS",
         help="seconds between SIGTERM and SIGKILL (default: %(default)s)",
@@ -219,21 +220,6 @@ def _commands_launcher_option(value: str) -> tuple[str, str]:
     from corral.cli._commands import launcher_option
 
     return launcher_option(value)
-
-
-def _positive_float(what: str) -> Callable[[str], float]:
-    """Return an argparse type accepting positive numbers; errors name ``what``."""
-
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a number ({what})") from None
-        if not number > 0:
-            raise argparse.ArgumentTypeError(f"{what} must be positive, not {value}")
-        return number
-
-    return parse
 
 
 def _positive_int(value: str) -> int:
