@@ -149,17 +149,22 @@ class AsyncResult(Future[Any]):
                 continue
             return True
 
-    def wait(self, timeout: float | None = -1) -> None:
+    def wait(self, timeout: float | None = -1) -> bool:
         """Wait until the result is available or ``timeout`` seconds pass (-1: forever).
 
-        Always returns None, whether or not the call succeeded or finished.
+        Returns
+        -------
+        bool
+            Whether the result is ready (as ipyparallel's), whether or not the call succeeded.
 
         Raises
         ------
         RuntimeError
             If called from a done-callback (the IO thread).
+        ControllerLost
+            If the connection to the controller is lost while waiting.
         """
-        self._wait(_timeout(timeout))
+        return self._wait(_timeout(timeout))
 
     def ready(self) -> bool:
         """Return whether every request has its reply."""
