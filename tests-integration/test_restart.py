@@ -29,6 +29,9 @@ pytestmark = pytest.mark.timeout(90)
 #: How soon a restarted engine must serve again after its death (issue 7: back to size in 5 s).
 BACK_WITHIN = 5.0
 
+#: Longest any single wait here may take, in seconds (as conftest.DEADLINE).
+DEADLINE_S = 30.0
+
 
 @interactive
 def sleep_for(seconds: float) -> None:
@@ -142,3 +145,27 @@ def test_cluster_options_for_restarts_and_memory_are_checked() -> None:
         Cluster(n=1, engine_restarts=-1)
     with pytest.raises(ValueError, match="engine_memory_limit"):
         Cluster(n=1, engine_memory_limit=0)
+
+
+@interactive
+def die_hard() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_task_that_kills_three_engines_fails_as_poisonous_and_the_cluster_recovers(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., Any]
+) -> None:
+    _, rc = cluster_factory(3, engine_restarts=3)
+    lv = rc.load_balanced_view()
+    with lv.temp_flags(retries=10):
+        ar = lv.apply_async(die_hard)
+    with pytest.raises(EngineError, match="poisonous") as info:
+        ar.get(DEADLINE_S)
+    assert "killed by SIGKILL" in str(info.value)
+    assert "3 engines have died running it" in str(info.value)
+    # three engines died under it, their supervisors brought them back: all three serve again
+    wait_until(lambda: len([e for e in rc.ids if pid_of(rc, e) is not None]) == 3, "the cluster back to 3 engines")
+    assert rc[:].apply_sync(sum, [1, 2]) == [3, 3, 3]

@@ -307,8 +307,8 @@ class TaskScheduler:
             if task.kills >= POISON_KILLS:
                 err = EngineError(
                     "EngineError",
-                    f"engine {engine_id} {reason} while {task.msg_id} ({what}) was running: the "
-                    f"{task.kills}th engine to die running it, so it is failed as poisonous instead of "
+                    f"engine {engine_id} {reason} while {task.msg_id} ({what}) was running: "
+                    f"{task.kills} engines have died running it, so it is failed as poisonous instead of "
                     "being tried again",
                 )
             info = {"engine_id": engine_id, "engine_uuid": uuid.decode(errors="replace"), "method": ""}
