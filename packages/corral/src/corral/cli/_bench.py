@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from corral.cli._types import positive_float
+from corral.cli._types import add_timeout_argument, connect, positive_float
 
 __all__ = ["add_bench_arguments", "cmd_bench"]
 
@@ -49,23 +49,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="IDS",
         help="comma-separated engine ids to measure, e.g. 0,1 (default: every engine)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=positive_float("the timeout in seconds"),
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds to wait for the controller to answer (default: %(default)s)",
-    )
+    add_timeout_argument(parser)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """``corral bench``: connect to the cluster, run ``Client.benchmark()``, print the table."""
-    from corral.client import Client, CorralError
+    from corral.client import CorralError
 
-    try:
-        client = Client(cluster_id=args.cluster_id, timeout=args.timeout)
-    except CorralError as err:
-        print(f"corral bench: {err}", file=sys.stderr)
+    client = connect("bench", args)
+    if client is None:
         return 1
     try:
         if not client.ids:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from corral.cli._types import positive_float
+from corral.cli._types import add_timeout_argument, connect
 
 __all__ = ["add_drops_arguments", "cmd_drops"]
 
@@ -14,23 +14,15 @@ __all__ = ["add_drops_arguments", "cmd_drops"]
 def add_drops_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``corral drops`` to ``parser``."""
     parser.add_argument("--json", action="store_true", help="print the counts as one JSON object")
-    parser.add_argument(
-        "--timeout",
-        type=positive_float("the timeout in seconds"),
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds to wait for the controller to answer (default: %(default)s)",
-    )
+    add_timeout_argument(parser)
 
 
 def cmd_drops(args: argparse.Namespace) -> int:
     """``corral drops``: ask the hub for the controller's drop counts and print them."""
-    from corral.client import Client, CorralError
+    from corral.client import CorralError
 
-    try:
-        client = Client(cluster_id=args.cluster_id, timeout=args.timeout)
-    except CorralError as err:
-        print(f"corral drops: {err}", file=sys.stderr)
+    client = connect("drops", args)
+    if client is None:
         return 1
     try:
         try:
