@@ -139,6 +139,8 @@ class Client:
                 f"connection file (a controller refuses clients without its key)?{self._drops()}"
             ) from None
         self._engines.apply_snapshot(reply.content.get("engines") or {})
+        for uuid, address in dict(reply.content.get("shm") or {}).items():
+            self.session.add_shm_route(str(uuid).encode("ascii", "replace"), address)
 
     def _drops(self) -> str:
         """Messages dropped on receipt, for timeout messages (wrong key, other corral version)."""

@@ -83,9 +83,12 @@ def make_session(info: ConnectionInfo) -> Session:
     ------
     ValueError
         If the key or scheme are unusable (the connection file was validated, so only if
-        edited by hand in between).
+        edited by hand in between), or ``CORRAL_SHM`` is neither 0 nor 1.
     """
-    return Session(info["key"], scheme=info["signature_scheme"])
+    session = Session(info["key"], scheme=info["signature_scheme"])
+    # large buffers to and from engines on this host go through shared memory (corral.wire.shm)
+    session.enable_shm()
+    return session
 
 
 def connect_socket(

@@ -436,6 +436,7 @@ class IOThread:
                     log.warning("ignoring engine_registered for engine %d without a uuid", eid)
                     continue
                 self.engines.register(eid, uuid)
+                self.session.add_shm_route(uuid.encode("ascii", "replace"), content.get("shm"))
             elif msg.msg_type == "engine_unregistered":
                 sent_uuid = content.get("uuid") if isinstance(content.get("uuid"), str) else None
                 uuid = self.engines.unregister(eid, sent_uuid) or str(sent_uuid or "")

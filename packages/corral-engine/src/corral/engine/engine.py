@@ -145,6 +145,8 @@ class Engine:
         self._handle_signals = handle_signals
         self._capture_output = capture_output
         self._session = Session(self._info["key"], scheme=self._info["signature_scheme"])
+        # large reply buffers go back to clients on this host through shared memory
+        self._session.enable_shm()
         self._inbox = Inbox()
         self._guard = UserCodeGuard()
         self._id: int | None = None

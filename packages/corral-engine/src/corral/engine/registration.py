@@ -108,6 +108,8 @@ def register(
             "pid": os.getpid(),
             "requested_id": requested_id,
         }
+        if session.shm is not None:  # clients on this host send large buffers through memory
+            content["shm"] = session.shm.address
         request, _ = session.send(sock, "registration_request", content)
         log.debug("registration request %s sent to %s", request.msg_id, url)
         return _wait_reply(session, sock, url, request.msg_id, timeout, cancelled)

@@ -20,6 +20,8 @@ class EngineRecord:
     uuid: str
     hostname: str = ""
     pid: int | None = None
+    #: the engine's shared-memory address (``corral.wire.shm``), "" if it has none
+    shm: str = ""
     #: "registering" -> "live" -> "gone"
     state: str = "registering"
     hellos: set[str] = field(default_factory=set)

@@ -26,12 +26,15 @@ from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessa
 from corral.wire.errors import EngineError, error_reply, wrap_exception
 from corral.wire.loop import Reactor, Timer
 from corral.wire.session import parent_msg_id
+from corral.wire.shm import sweep_segments
 
 __all__ = ["Hub", "ReplySender", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
 _UUID = re.compile(r"^[0-9a-f]{32}$")
+# "<16 hex digits>:<pid>" (corral.wire.shm); anything longer is not an address
+_MAX_SHM_ADDRESS = 40
 
 #: Sends a controller-made reply: (client, engine ident, msg_type, parent, content, metadata) -> delivered?
 ReplySender = Callable[[bytes, bytes, str, dict[str, Any], dict[str, Any], dict[str, Any]], bool]
@@ -134,6 +137,8 @@ class Hub:
         self.on_purge: list[Callable[[list[str] | None], None]] = []
         #: seconds between checks of the store's retention limit
         self.expire_period = 1.0
+        #: seconds between sweeps of shared-memory segments whose receiver died
+        self.shm_sweep_period = 5.0
         self.completed: dict[str, int] = {}
         self._last_reply: tuple[RawMessage | None, str | None] = (None, None)
         self._reactor: Reactor | None = None
@@ -146,7 +151,20 @@ class Hub:
         self.heart.register(reactor)
         if getattr(self.store, "retention", None) is not None:
             reactor.call_every(self.expire_period, self._expire)
+        reactor.call_every(self.shm_sweep_period, self.sweep_segments)
         self._answer_restored()
+
+    def sweep_segments(self, everything: bool = False) -> int:
+        """Remove this cluster's shared-memory segments whose receiver died (all: ``everything``).
+
+        Run every :attr:`shm_sweep_period` seconds and when an engine is lost; the controller
+        runs it with ``everything=True`` when it stops. See :mod:`corral.wire.shm`.
+        """
+        try:
+            return sweep_segments(self.session.key, everything=everything)
+        except OSError as err:  # never let housekeeping stop the hub
+            log.warning("could not sweep shared-memory segments: %s", err)
+            return 0
 
     def _expire(self) -> None:
         n = self.store.expire()
@@ -308,7 +326,7 @@ class Hub:
         log.info("engine %d (%s) is live", record.id, record.uuid)
         for callback in self.on_live:
             callback(record)
-        self._notify("engine_registered", {"id": record.id, "uuid": record.uuid})
+        self._notify("engine_registered", {"id": record.id, "uuid": record.uuid, "shm": record.shm})
 
     def lose(self, record: EngineRecord, reason: str) -> None:
         """Declare an engine gone: fail its pending requests with :class:`EngineError`.
@@ -338,6 +356,7 @@ class Hub:
             self.store.complete(pending.msg_id, None, parts)
             if sender(pending.client, record.ident, parts[0], pending.request_header, parts[1], parts[2]):
                 self.store.mark_collected(pending.msg_id)
+        self.sweep_segments()  # what was addressed to it can no longer be read
         if was_live:
             self._notify("engine_unregistered", {"id": record.id, "uuid": record.uuid, "reason": reason})
 
@@ -401,6 +420,8 @@ class Hub:
             raise ValueError(f"requested_id must be an integer or null, not {requested!r}")
         pid = c.get("pid") if isinstance(c.get("pid"), int) else None
         record = self.engines.add(uuid, str(c.get("hostname", "")), pid, requested)
+        shm = c.get("shm")
+        record.shm = shm if isinstance(shm, str) and len(shm) <= _MAX_SHM_ADDRESS else ""
         log.info("engine %d (%s) registering from %s pid %s", record.id, uuid, record.hostname, pid)
         self._start_fast_ping()
         self._reply(
@@ -420,7 +441,12 @@ class Hub:
             self.lose(record, f"{how}: {reason}" if isinstance(reason, str) and reason else how)
 
     def _connection_request(self, msg: Message) -> None:
-        self._reply(msg, "connection_reply", {"engines": {str(r.id): r.uuid for r in self.engines.live()}})
+        live = self.engines.live()
+        self._reply(
+            msg,
+            "connection_reply",
+            {"engines": {str(r.id): r.uuid for r in live}, "shm": {r.uuid: r.shm for r in live if r.shm}},
+        )
 
     def _queue_request(self, msg: Message) -> None:
         targets = msg.content.get("targets")

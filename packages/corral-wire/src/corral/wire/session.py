@@ -34,6 +34,7 @@ from corral.wire.frames import DELIM, recv_frames, send_frames
 from corral.wire.message import Header, Message, RawMessage, parent_header_of
 from corral.wire.protocol import ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
 from corral.wire.replay import ReplayGuard
+from corral.wire.shm import DEFAULT_SHM_THRESHOLD, SegmentError, SharedMemory, segment_tag, shm_enabled, take_segment
 from corral.wire.signing import DEFAULT_SCHEME, Signer, make_signer
 
 __all__ = [
@@ -302,6 +303,123 @@ class Session:
         self._signed = self.signer.mac_size > 0
         self._flags = _SIGNED if self._signed else 0
         self._mac_end = _ENVELOPE.size + self.signer.mac_size
+        #: the sending side of shared memory (:meth:`enable_shm`); None: buffers go in frames
+        self.shm: SharedMemory | None = None
+        #: routing identity (an engine's uuid) -> pid of a peer in this host's shared-memory
+        #: domain; requests to these go through shared memory (:meth:`add_shm_route`)
+        self.shm_routes: dict[bytes, int] = {}
+        self._shm_tag = segment_tag(self.key)
+
+    # -- shared memory ---------------------------------------------------------------------
+
+    def enable_shm(self, threshold: int = DEFAULT_SHM_THRESHOLD) -> bool:
+        """Send buffers of ``threshold`` bytes or more through shared memory to local peers.
+
+        Which peers are local: engines added with :meth:`add_shm_route` (a client learns them
+        from the hub), and the sender of a request whose header carries ``shm_host`` (an
+        engine answering a local client). Receiving needs nothing enabled. See
+        :mod:`corral.wire.shm`.
+
+        Returns
+        -------
+        bool
+            Whether shared memory is on: False where this process cannot share memory (no
+            writable ``/dev/shm``) or ``CORRAL_SHM=0`` turns it off.
+
+        Raises
+        ------
+        ValueError
+            If ``threshold`` is below 1, or ``CORRAL_SHM`` holds something else than 0 or 1.
+        """
+        if threshold < 1:
+            raise ValueError(f"the shared-memory threshold must be at least 1 byte, not {threshold}")
+        if not shm_enabled():
+            self.shm = None
+            return False
+        try:
+            self.shm = SharedMemory(self.key, threshold)
+        except ValueError as err:
+            log.info("shared memory is off: %s", err)
+            self.shm = None
+        return self.shm is not None
+
+    def add_shm_route(self, ident: bytes, address: object) -> bool:
+        """Send to routing identity ``ident`` through shared memory if ``address`` is local.
+
+        ``address`` is the peer's :attr:`SharedMemory.address` (an engine reports it at
+        registration). Returns whether the route was added.
+        """
+        pid = self.shm.local_pid(address) if self.shm is not None else None
+        if pid is None:
+            self.shm_routes.pop(ident, None)
+            return False
+        self.shm_routes[ident] = pid
+        return True
+
+    def _shm_out(self, msg: Message, bufs: list[Any], idents: Sequence[bytes]) -> tuple[Mapping[str, Any], list[Any]]:
+        """Move large buffers of a message to a local receiver into segments.
+
+        Returns the header to send (with ``shm`` references and, on a request, this process's
+        ``shm_host`` so that the reply can come back the same way) and the frames to send in
+        the buffers' places.
+        """
+        shm = self.shm
+        assert shm is not None
+        header: Mapping[str, Any] = msg.header
+        pid = self.shm_routes.get(idents[0]) if idents else None
+        if pid is not None:
+            header = {**header, "shm_host": shm.address}
+        elif msg.parent_header and header["msg_type"].endswith("_reply"):
+            # a reply goes to the one client that sent the request (iopub fans out: never there)
+            pid = shm.local_pid(msg.parent_header.get("shm_host"))
+        if pid is None or not bufs:
+            return header, bufs
+        refs: list[list[Any]] = []
+        out = bufs
+        for i, buf in enumerate(bufs):
+            size = memoryview(buf).nbytes
+            if size < shm.threshold:
+                continue
+            name = shm.put(buf, pid)
+            if name is None:
+                continue
+            if out is bufs:
+                out = list(bufs)
+            out[i] = b""
+            refs.append([i, name, size])
+        if refs:
+            header = {**header, "shm": refs}
+        return header, out
+
+    def _shm_in(self, header: dict[str, Any], buffers: list[memoryview]) -> None:
+        """Replace the buffers a checked message sent through shared memory by their segments.
+
+        Every segment addressed to this process is taken (and so removed from ``/dev/shm``),
+        even when one of them fails.
+
+        Raises
+        ------
+        MessageRejected
+            ``malformed`` if the references are not well formed or a segment cannot be used.
+        """
+        refs = header.pop("shm")
+        if not isinstance(refs, list):
+            raise MessageRejected("malformed", "the header's shm field is not a list")
+        problem = ""
+        for ref in refs:
+            if not (isinstance(ref, list) and len(ref) == 3 and type(ref[0]) is int and 0 <= ref[0] < len(buffers)):
+                problem = problem or f"bad shared-memory reference {ref!r}"
+                continue
+            i, name, size = ref
+            if buffers[i].nbytes:
+                problem = problem or f"buffer {i} is sent both as a frame and through shared memory"
+                continue
+            try:
+                buffers[i] = take_segment(name, size, self._shm_tag)
+            except SegmentError as err:
+                problem = problem or f"buffer {i}: {err}"
+        if problem:
+            raise MessageRejected("malformed", problem)
 
     # -- building --------------------------------------------------------------------------
 
@@ -375,13 +493,17 @@ class Session:
             If header, parent, metadata or content hold something JSON cannot encode
             (including NaN and Infinity, which are not JSON).
         """
+        bufs = list(buffers) if buffers else list(msg.buffers)
+        header: Mapping[str, Any] = msg.header
+        out = bufs
+        if self.shm is not None:
+            header, out = self._shm_out(msg, bufs, idents)
         try:
-            small = [_dumps(msg.header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
+            small = [_dumps(header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
         except ValueError as err:  # NaN or Infinity, refused by allow_nan=False
             raise TypeError(f"{err}: send such numbers as strings, or in a buffer") from None
-        bufs = list(buffers) if buffers else list(msg.buffers)
         digests = b"".join([self.signer.digest(b) for b in bufs]) if self._signed else b""
-        return [*idents, DELIM, self._envelope(small, digests, len(bufs)), *small, *bufs]
+        return [*idents, DELIM, self._envelope(small, digests, len(bufs)), *small, *out]
 
     def send(
         self,
@@ -546,6 +668,8 @@ class Session:
             metadata = _loads_object(frames[3], "metadata")
             content = _loads_object(frames[4], "content")
             buffers = [_view(f).toreadonly() for f in frames[5:]]
+            if verify_buffers and "shm" in header:
+                self._shm_in(header, buffers)
             if verify_buffers and self._signed:
                 dsize = self.signer.digest_size
                 for i, buf in enumerate(buffers):

@@ -399,6 +399,8 @@ class Controller:
             sock.close(linger=0)
         if self.hub is not None:
             self.hub.store.close()
+            # no engine or client of this cluster reads any more: nothing in /dev/shm is wanted
+            self.hub.sweep_segments(everything=True)
         self.reactor.close()
         if self.gate is not None:
             self.gate.stop()

@@ -1,0 +1,217 @@
+"""Large buffers through shared memory: the segment replaces the frame, the signature still holds.
+
+Everything runs against the real ``/dev/shm`` and real ZeroMQ sockets where a relay is involved.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import zmq
+
+from corral.wire import MessageRejected, Session
+from corral.wire.shm import SHM_DIR, SharedMemory, domain, segment_tag, shm_enabled, sweep_segments
+from corral.wire.testing import session_pair, socket_pair
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(domain() is None, reason="needs a writable /dev/shm and Linux /proc"),
+]
+
+MB = 1 << 20
+
+
+def segments(session: Session) -> list[str]:
+    """This cluster's segments now in /dev/shm."""
+    prefix = f"corral-{segment_tag(session.key)}-"
+    return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+
+
+@pytest.fixture
+def pair() -> tuple[Session, Session]:
+    """A client-like sender routing to ``b"engine"`` in this process, and a receiver."""
+    a, b = session_pair()
+    assert a.enable_shm()
+    assert b.enable_shm()
+    assert a.shm is not None
+    assert a.add_shm_route(b"engine", a.shm.address)
+    yield a, b
+    sweep_segments(a.key, everything=True)
+
+
+def send(a: Session, buffers: list[Any], ident: bytes = b"engine") -> tuple[Any, list[Any]]:
+    msg = a.msg("apply_request", {"x": 1})
+    return msg, a.serialize(msg, buffers, idents=[ident])
+
+
+def test_a_large_buffer_arrives_as_a_read_only_map_of_a_segment_that_is_gone(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    data = os.urandom(3 * MB)
+    msg, frames = send(a, [b"small", data])
+    # on the wire: the small buffer as a frame, the large one as an empty frame and a reference
+    assert bytes(frames[-2]) == b"small"
+    assert bytes(frames[-1]) == b""
+    assert sum(len(memoryview(f)) for f in frames) < 10_000
+    assert len(segments(a)) == 1
+    idents, rest = b.feed_identities(frames)
+    got = b.deserialize(rest, idents=idents)
+    assert bytes(got.buffers[0]) == b"small"
+    big = got.buffers[1]
+    assert big.readonly
+    assert big == data
+    assert type(big.obj).__name__ == "mmap"
+    assert segments(a) == []  # the receiver removed the name once mapped
+    assert "shm" not in got.header
+    assert got.header["shm_host"] == a.shm.address  # type: ignore[union-attr]
+    assert got.header["msg_id"] == msg.msg_id
+
+
+def test_a_tampered_segment_is_rejected_as_tampered_buffer(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    _, frames = send(a, [os.urandom(2 * MB)])
+    (name,) = segments(a)
+    with open(os.path.join(SHM_DIR, name), "r+b") as f:
+        f.seek(MB)
+        byte = f.read(1)
+        f.seek(MB)
+        f.write(bytes([byte[0] ^ 1]))
+    _, rest = b.feed_identities(frames)
+    with pytest.raises(MessageRejected) as err:
+        b.deserialize(rest)
+    assert err.value.reason == "tampered_buffer"
+    assert b.rejections[("default", "tampered_buffer")] == 1
+    assert segments(a) == []
+
+
+def test_a_swapped_segment_reference_breaks_the_mac(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    _, frames = send(a, [os.urandom(2 * MB)])
+    idents, rest = b.feed_identities(frames)
+    rest[1] = rest[1].replace(b'"shm":[[0,"corral-', b'"shm":[[0,"corral_')
+    with pytest.raises(MessageRejected) as err:
+        b.deserialize(rest)
+    assert err.value.reason == "bad_signature"
+    # nothing unauthenticated is acted on: the segment is still there for its receiver
+    assert len(segments(a)) == 1
+
+
+def test_a_missing_segment_is_a_clear_rejection(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    _, frames = send(a, [os.urandom(2 * MB)])
+    sweep_segments(a.key, everything=True)
+    _, rest = b.feed_identities(frames)
+    with pytest.raises(MessageRejected, match="cannot be opened") as err:
+        b.deserialize(rest)
+    assert err.value.reason == "malformed"
+
+
+def test_small_buffers_and_unknown_peers_keep_using_frames(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    small = os.urandom(MB - 1)
+    _, frames = send(a, [small])
+    assert bytes(frames[-1]) == small
+    _, frames = send(a, [os.urandom(2 * MB)], ident=b"remote-engine")
+    assert len(frames[-1]) == 2 * MB
+    assert segments(a) == []
+    # a peer of another host (another domain) gets no route
+    assert not a.add_shm_route(b"remote-engine", "0123456789abcdef:1")
+    assert not a.add_shm_route(b"remote-engine", None)
+    assert b"remote-engine" not in a.shm_routes
+
+
+def test_the_reply_to_a_local_request_comes_back_through_memory_and_iopub_never_does(
+    pair: tuple[Session, Session],
+) -> None:
+    client, engine = pair
+    _, frames = send(client, [b"pull"])
+    request = engine.deserialize(engine.feed_identities(frames)[1])
+    data = os.urandom(2 * MB)
+    reply = engine.msg("apply_reply", {"status": "ok"}, parent=request)
+    frames = engine.serialize(reply, [data], idents=[b"client"])
+    assert bytes(frames[-1]) == b""
+    got = client.deserialize(client.feed_identities(frames)[1])
+    assert got.buffers[0] == data
+    assert "shm" not in got.parent_header  # the request's references do not travel back
+    # an iopub message fans out to every client: it never goes through memory
+    output = engine.msg("display_data", {}, parent=request)
+    frames = engine.serialize(output, [data])
+    assert len(frames[-1]) == 2 * MB
+    assert segments(client) == []
+
+
+def test_a_relay_forwards_the_reference_untouched_over_real_sockets(pair: tuple[Session, Session]) -> None:
+    client, engine = pair
+    relay = Session(client.key)  # the controller's session: shared memory never enabled
+    data = os.urandom(4 * MB)
+    with socket_pair(zmq.DEALER, zmq.ROUTER) as (c, r1), socket_pair(zmq.DEALER, zmq.ROUTER) as (e, r2):
+        e.send_multipart([b"hello"])
+        engine_id = r2.recv_multipart()[0]
+        msg = client.msg("apply_request", {})
+        c.send_multipart(client.serialize(msg, [data], idents=[b"engine"]), copy=False)
+        frames = r1.recv_multipart(copy=False)
+        raw = relay.route(frames, stream=r1)
+        assert [len(f) for f in raw.frames[4:]] == [0]  # no payload bytes reach the relay
+        relay.forward(r2, raw, idents=[engine_id])
+        assert e.poll(10_000)
+        got = engine.recv(e)
+    assert got.buffers[0] == data
+    assert segments(client) == []
+
+
+def test_a_segment_for_another_process_is_refused_and_left_alone(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    assert a.shm is not None
+    a.add_shm_route(b"other", f"{a.shm.domain}:{os.getppid()}")
+    _, frames = send(a, [os.urandom(2 * MB)], ident=b"other")
+    with pytest.raises(MessageRejected, match="addressed to pid"):
+        b.deserialize(b.feed_identities(frames)[1])
+    assert len(segments(a)) == 1
+
+
+def test_sweep_removes_segments_of_dead_receivers_only(pair: tuple[Session, Session]) -> None:
+    a, _ = pair
+    assert a.shm is not None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=30)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (dead.pid, live.pid):
+            a.add_shm_route(b"peer", f"{a.shm.domain}:{pid}")
+            send(a, [os.urandom(2 * MB)], ident=b"peer")
+        assert len(segments(a)) == 2
+        assert sweep_segments(a.key) == 1
+        (left,) = segments(a)
+        assert f"-{live.pid}-" in left
+        live.send_signal(signal.SIGKILL)
+        live.wait(timeout=30)
+        assert sweep_segments(a.key) == 1
+        assert segments(a) == []
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+
+
+def test_a_full_or_missing_directory_falls_back_to_frames(tmp_path: Any) -> None:
+    directory = tmp_path / "shm"
+    directory.mkdir()
+    shm = SharedMemory(b"k" * 32, directory=str(directory))
+    directory.rmdir()
+    assert shm.put(os.urandom(2 * MB), os.getpid()) is None
+
+
+def test_corral_shm_turns_it_off_and_bad_values_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert shm_enabled({"CORRAL_SHM": "0"}) is False
+    assert shm_enabled({}) is True
+    with pytest.raises(ValueError, match="CORRAL_SHM='maybe'"):
+        shm_enabled({"CORRAL_SHM": "maybe"})
+    monkeypatch.setenv("CORRAL_SHM", "off")
+    a, _ = session_pair()
+    assert a.enable_shm() is False
+    assert a.shm is None
+    with pytest.raises(ValueError, match="at least 1 byte"):
+        a.enable_shm(threshold=0)
