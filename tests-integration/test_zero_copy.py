@@ -6,16 +6,27 @@ same on the client. Memory accounting (``VmRSS``/``VmHWM`` from ``/proc/<pid>/st
 peak reset through ``/proc/<pid>/clear_refs`` before each step): receiving 100 MB raises the
 receiver's peak by about 100 MB (one copy would make it 200 MB), and sending it raises the
 sender's peak by far less than 100 MB.
+
+Both transports are checked. Between a client and an engine on one host (the default here) a
+large buffer goes through a shared-memory segment (``corral.wire.shm``): the sender writes it
+into the segment with ``write(2)`` (one kernel copy, as a socket send makes one; the sender
+never maps it, so its peak stays low) and the receiver maps the segment read-only: its array's
+``base`` chain ends in the ``mmap``, and its peak grows by the mapped 100 MB (``VmRSS`` counts
+mapped shared pages). With ``CORRAL_SHM=0`` the buffer travels as ZeroMQ frames and the chain
+ends in the ``zmq.Frame``. Either way no second copy appears on either side, and no segment is
+left in ``/dev/shm``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from corral.client import interactive
+from corral.wire.shm import segment_tag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,8 +93,26 @@ def chain_of(array: Any) -> list[str]:
     return chain
 
 
-def test_push_and_pull_of_100_mb_copy_nothing(cluster_factory: Callable[..., tuple[Cluster, Client]]) -> None:
+def segments(key: bytes) -> list[str]:
+    """The cluster's shared-memory segments in /dev/shm now."""
+    prefix = f"corral-{segment_tag(key)}-"
+    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix)) if os.path.isdir("/dev/shm") else []
+
+
+@pytest.mark.parametrize("transport", ["shm", "frames"])
+def test_push_and_pull_of_100_mb_copy_nothing(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    if transport == "frames":
+        monkeypatch.setenv("CORRAL_SHM", "0")  # the client here and the engines it starts
+    else:
+        monkeypatch.delenv("CORRAL_SHM", raising=False)
+    # the array's memory ends in the received ZeroMQ frame, or in the mapped segment
+    holder = "Frame" if transport == "frames" else "mmap.mmap"
     _, rc = cluster_factory(1)
+    if transport == "shm" and not rc.session.shm_routes:
+        pytest.skip("this host cannot share memory between processes (no writable /dev/shm)")
+    assert bool(rc.session.shm_routes) == (transport == "shm")
     engine = rc[0]
     engine.block = True
     array = np.arange(SIZE // 8, dtype=np.float64)
@@ -103,7 +132,7 @@ def test_push_and_pull_of_100_mb_copy_nothing(cluster_factory: Callable[..., tup
     assert seen["sum"] == total
     assert seen["writeable"] is False, seen
     assert seen["owndata"] is False, seen
-    assert seen["chain"][-1].endswith("Frame"), seen["chain"]
+    assert seen["chain"][-1].endswith(holder), seen["chain"]
     assert "builtins.memoryview" in seen["chain"], seen["chain"]
 
     # pull: the engine sends without copying; the client receives 100 MB once
@@ -119,10 +148,12 @@ def test_push_and_pull_of_100_mb_copy_nothing(cluster_factory: Callable[..., tup
     assert pulled.flags.owndata is False
     chain = chain_of(pulled)
     assert "builtins.memoryview" in chain, chain
-    assert chain[-1].endswith("Frame"), chain
+    assert chain[-1].endswith(holder), chain
     assert not np.shares_memory(pulled, array)
     assert pulled.shape == array.shape
     assert pulled.dtype == array.dtype
     assert float(pulled.sum()) == total
     with pytest.raises(ValueError, match="read-only"):
         pulled[0] = 1.0
+    # each receiver removed the segment it mapped: nothing is left behind in /dev/shm
+    assert segments(rc.session.key) == []

@@ -347,11 +347,11 @@ class Session:
         """Send to routing identity ``ident`` through shared memory if ``address`` is local.
 
         ``address`` is the peer's :attr:`SharedMemory.address` (an engine reports it at
-        registration). Returns whether the route was added.
+        registration). Returns whether the route was added; a route once added stays (an
+        engine's uuid is never reused).
         """
         pid = self.shm.local_pid(address) if self.shm is not None else None
         if pid is None:
-            self.shm_routes.pop(ident, None)
             return False
         self.shm_routes[ident] = pid
         return True

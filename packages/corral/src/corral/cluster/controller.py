@@ -364,7 +364,8 @@ class Controller:
             subscribed = subscribed or frame[:1] == b"\x01"
         if subscribed and self.hub is not None:
             for record in self.hub.engines.live():
-                self.session.send(socket, "engine_registered", {"id": record.id, "uuid": record.uuid})
+                content = {"id": record.id, "uuid": record.uuid, "shm": record.shm}
+                self.session.send(socket, "engine_registered", content)
 
     # -- running ------------------------------------------------------------------------------
 
