@@ -97,3 +97,21 @@ def test_segments_of_receivers_killed_with_sigkill_are_removed(
     assert rc[1].apply_sync(os.getpid) == engine1  # and the cluster keeps serving
     cluster.stop_cluster_sync()
     assert segments() == []
+
+
+def test_a_result_that_went_through_shared_memory_is_not_served_by_the_hub(
+    cluster_factory: Callable[..., tuple[Cluster, Client]],
+) -> None:
+    from corral.client import Client, RemoteError
+
+    cluster, rc = cluster_factory(1)
+    if not rc.session.shm_routes:
+        pytest.skip("this host cannot share memory between processes")
+    ar = rc[0].apply_async(np.ones, 1_000_000)
+    assert ar.get(60).sum() == 1_000_000  # the owner got it, through shared memory
+    with Client(cluster.connection_file, timeout=60) as other:
+        late = other.get_result(ar.msg_ids[0], owner=False)
+        with pytest.raises(RemoteError, match="through shared memory") as err:
+            late.get(60)
+    assert err.value.ename == "ResultUnavailable"
+    assert "CORRAL_SHM=0" in str(err.value)

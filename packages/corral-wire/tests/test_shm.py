@@ -91,7 +91,7 @@ def test_a_tampered_segment_is_rejected_as_tampered_buffer(pair: tuple[Session, 
 def test_a_swapped_segment_reference_breaks_the_mac(pair: tuple[Session, Session]) -> None:
     a, b = pair
     _, frames = send(a, [os.urandom(2 * MB)])
-    idents, rest = b.feed_identities(frames)
+    _idents, rest = b.feed_identities(frames)
     rest[1] = rest[1].replace(b'"shm":[[0,"corral-', b'"shm":[[0,"corral_')
     with pytest.raises(MessageRejected) as err:
         b.deserialize(rest)
@@ -111,7 +111,7 @@ def test_a_missing_segment_is_a_clear_rejection(pair: tuple[Session, Session]) -
 
 
 def test_small_buffers_and_unknown_peers_keep_using_frames(pair: tuple[Session, Session]) -> None:
-    a, b = pair
+    a, _b = pair
     small = os.urandom(MB - 1)
     _, frames = send(a, [small])
     assert bytes(frames[-1]) == small

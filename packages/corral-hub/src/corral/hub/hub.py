@@ -23,7 +23,7 @@ from corral.hub.engines import EngineRecord, EngineTable
 from corral.hub.heartbeat import HeartMonitor
 from corral.hub.store import MemoryStore, Record, ResultStore
 from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessage, Session
-from corral.wire.errors import EngineError, error_reply, wrap_exception
+from corral.wire.errors import EngineError, RemoteError, error_reply, wrap_exception
 from corral.wire.loop import Reactor, Timer
 from corral.wire.session import parent_msg_id
 from corral.wire.shm import sweep_segments
@@ -485,6 +485,17 @@ class Hub:
             }
             if record.done:
                 header, metadata, content, bufs = record.reply()
+                if "shm" in header:
+                    # its buffers went to the requesting client through shared memory
+                    # (corral.wire.shm): this hub relayed only references to them
+                    err = RemoteError(
+                        "ResultUnavailable",
+                        f"the result of {msg_id} went to the client that made the request through shared "
+                        "memory, so the hub does not hold its data: get it from that client, or run the "
+                        "client and engines with CORRAL_SHM=0 to have large results kept by the hub",
+                    )
+                    _, content, metadata = error_reply(err, record.request_header, {"engine_uuid": record.engine})
+                    bufs = []
                 entry.update(
                     state="completed", header=header, metadata=metadata, content=content, buffer_count=len(bufs)
                 )

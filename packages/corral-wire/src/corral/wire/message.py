@@ -28,10 +28,14 @@ class Header(_RequiredHeader, total=False):
     """The header every corral message carries (JSON on the wire).
 
     ``sched``, optional, holds a task's or broadcast's scheduling options
-    (``docs/scheduling.md``): only schedulers read it.
+    (``docs/scheduling.md``): only schedulers read it. ``shm`` lists the buffers that travel
+    through shared-memory segments (``[index, segment name, size]`` each) and ``shm_host`` is a
+    local client's shared-memory address, for its replies (``corral.wire.shm``).
     """
 
     sched: dict[str, Any]
+    shm: list[list[Any]]
+    shm_host: str
 
 
 @dataclass(slots=True, eq=False)

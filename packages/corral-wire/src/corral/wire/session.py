@@ -391,7 +391,7 @@ class Session:
             header = {**header, "shm": refs}
         return header, out
 
-    def _shm_in(self, header: dict[str, Any], buffers: list[memoryview]) -> None:
+    def _shm_in(self, header: Header, buffers: list[memoryview]) -> None:
         """Replace the buffers a checked message sent through shared memory by their segments.
 
         Every segment addressed to this process is taken (and so removed from ``/dev/shm``),

@@ -30,13 +30,14 @@ own ``/dev/shm``, another user) keep using frames. ``docs/data.md`` has the limi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mmap
 import os
 import re
 import stat
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -178,7 +179,9 @@ class SharedMemory:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as err:
-            log.info("cannot make a shared-memory segment in %s (%s); sending the buffer as a frame", self.directory, err)
+            log.info(
+                "cannot make a shared-memory segment in %s (%s); sending the buffer as a frame", self.directory, err
+            )
             return None
         try:
             with view:
@@ -237,10 +240,8 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _alive(pid: int) -> bool:
