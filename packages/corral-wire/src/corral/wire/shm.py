@@ -150,11 +150,15 @@ class SharedMemory:
         self.tag = segment_tag(key)
         #: segments written (for tests and diagnostics)
         self.written = 0
+        self._address = (0, "")
 
     @property
     def address(self) -> str:
         """``"<domain>:<pid>"``: what a peer needs to send to this process through memory."""
-        return f"{self.domain}:{os.getpid()}"
+        pid = os.getpid()  # a forked child is another receiver
+        if self._address[0] != pid:
+            self._address = (pid, f"{self.domain}:{pid}")
+        return self._address[1]
 
     def local_pid(self, address: object) -> int | None:
         """The pid in a peer's :attr:`address` if it shares this domain, else None."""
