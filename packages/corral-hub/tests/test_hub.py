@@ -26,10 +26,22 @@ def test_ids_are_handed_out_in_order_and_engines_go_live(bench: HubBench) -> Non
         ids.append(reply.content["id"])
         note = bench.note()
         assert note.msg_type == "engine_registered"
-        assert note.content == {"id": reply.content["id"], "uuid": uuid}
+        assert note.content == {"id": reply.content["id"], "uuid": uuid, "shm": ""}
     assert ids == [0, 1, 2]
     conn = bench.ask("connection_request", {})
     assert conn.content["engines"] == {str(i): r.uuid for i, r in enumerate(bench.hub.engines.live())}
+    assert conn.content["shm"] == {}
+
+
+def test_engines_shared_memory_addresses_reach_clients(bench: HubBench) -> None:
+    address = "0123456789abcdef:4242"
+    uuid, _ = bench.engine(shm=address)
+    assert bench.note().content == {"id": 0, "uuid": uuid, "shm": address}
+    odd, _ = bench.engine(shm="x" * 500)  # not an address: the engine is served without one
+    assert bench.note().content["shm"] == ""
+    conn = bench.ask("connection_request", {})
+    assert conn.content["shm"] == {uuid: address}
+    assert odd in conn.content["engines"].values()
 
 
 def test_an_engine_is_not_live_before_hellos_and_a_heartbeat(bench: HubBench) -> None:
