@@ -11,10 +11,11 @@ Both transports are checked. Between a client and an engine on one host (the def
 large buffer goes through a shared-memory segment (``corral.wire.shm``): the sender writes it
 into the segment with ``write(2)`` (one kernel copy, as a socket send makes one; the sender
 never maps it, so its peak stays low) and the receiver maps the segment read-only: its array's
-``base`` chain ends in the ``mmap``, and its peak grows by the mapped 100 MB (``VmRSS`` counts
-mapped shared pages). With ``CORRAL_SHM=0`` the buffer travels as ZeroMQ frames and the chain
-ends in the ``zmq.Frame``. Either way no second copy appears on either side, and no segment is
-left in ``/dev/shm``.
+``base`` chain ends in the mapped ``corral.wire.shm.Segment`` (an ``mmap``), and its peak grows by the mapped 100 MB (``VmRSS`` counts
+mapped shared pages) and the segment stays named for it until its last array goes (then it
+returns to the pool of free segments). With ``CORRAL_SHM=0`` the buffer travels as ZeroMQ frames and the chain
+ends in the ``zmq.Frame``. Either way no second copy appears on either side, and the only
+segments in ``/dev/shm`` are those the two arrays live in.
 """
 
 from __future__ import annotations
@@ -94,9 +95,11 @@ def chain_of(array: Any) -> list[str]:
 
 
 def segments(key: bytes) -> list[str]:
-    """The cluster's shared-memory segments in /dev/shm now."""
+    """The cluster's shared-memory segments in /dev/shm now, in flight or in use (not free)."""
     prefix = f"corral-{segment_tag(key)}-"
-    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix)) if os.path.isdir("/dev/shm") else []
+    if not os.path.isdir("/dev/shm"):
+        return []
+    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix) and "-free-" not in n)
 
 
 @pytest.mark.parametrize("transport", ["shm", "frames"])
@@ -108,7 +111,7 @@ def test_push_and_pull_of_100_mb_copy_nothing(
     else:
         monkeypatch.delenv("CORRAL_SHM", raising=False)
     # the array's memory ends in the received ZeroMQ frame, or in the mapped segment
-    holder = "Frame" if transport == "frames" else "mmap.mmap"
+    holder = "Frame" if transport == "frames" else "corral.wire.shm.Segment"
     _, rc = cluster_factory(1)
     if transport == "shm" and not rc.session.shm_routes:
         pytest.skip("this host cannot share memory between processes (no writable /dev/shm)")
@@ -155,5 +158,7 @@ def test_push_and_pull_of_100_mb_copy_nothing(
     assert float(pulled.sum()) == total
     with pytest.raises(ValueError, match="read-only"):
         pulled[0] = 1.0
-    # each receiver removed the segment it mapped: nothing is left behind in /dev/shm
-    assert segments(rc.session.key) == []
+    # the only segments in use are the two the arrays live in: the engine's and this process's
+    receivers = sorted(name.split("-")[3] for name in segments(rc.session.key))
+    expected = [] if transport == "frames" else sorted([str(engine.apply(os.getpid)), str(os.getpid())])
+    assert receivers == expected

@@ -118,9 +118,7 @@ class HubBench:
         self.hearts[uuid] = stop
         return stop
 
-    def engine(
-        self, requested_id: int | None = None, beat: bool = True, shm: str | None = None
-    ) -> tuple[str, Message]:
+    def engine(self, requested_id: int | None = None, beat: bool = True, shm: str | None = None) -> tuple[str, Message]:
         """Register an engine: request, hellos (as the relays report them), heart.
 
         ``shm``: the shared-memory address the engine reports, if any.

@@ -5,16 +5,19 @@ Everything runs against the real ``/dev/shm`` and real ZeroMQ sockets where a re
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
 import zmq
 
 from corral.wire import MessageRejected, Session
+from corral.wire import shm as shm_module
 from corral.wire.shm import SHM_DIR, SharedMemory, domain, segment_tag, shm_enabled, sweep_segments
 from corral.wire.testing import session_pair, socket_pair
 
@@ -27,9 +30,15 @@ MB = 1 << 20
 
 
 def segments(session: Session) -> list[str]:
-    """This cluster's segments now in /dev/shm."""
+    """This cluster's segments now in /dev/shm that are in flight or in use (not free)."""
     prefix = f"corral-{segment_tag(session.key)}-"
-    return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+    return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix) and "-free-" not in n)
+
+
+def free_segments(session: Session) -> list[str]:
+    """This cluster's free segments (the pool) now in /dev/shm."""
+    prefix = f"corral-{segment_tag(session.key)}-"
+    return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix) and "-free-" in n)
 
 
 @pytest.fixture
@@ -49,7 +58,7 @@ def send(a: Session, buffers: list[Any], ident: bytes = b"engine") -> tuple[Any,
     return msg, a.serialize(msg, buffers, idents=[ident])
 
 
-def test_a_large_buffer_arrives_as_a_read_only_map_of_a_segment_that_is_gone(pair: tuple[Session, Session]) -> None:
+def test_a_large_buffer_arrives_as_a_read_only_map_of_a_segment(pair: tuple[Session, Session]) -> None:
     a, b = pair
     data = os.urandom(3 * MB)
     msg, frames = send(a, [b"small", data])
@@ -64,8 +73,7 @@ def test_a_large_buffer_arrives_as_a_read_only_map_of_a_segment_that_is_gone(pai
     big = got.buffers[1]
     assert big.readonly
     assert big == data
-    assert type(big.obj).__name__ == "mmap"
-    assert segments(a) == []  # the receiver removed the name once mapped
+    assert type(big.obj).__name__ == "Segment"
     assert "shm" not in got.header
     assert got.header["shm_host"] == a.shm.address  # type: ignore[union-attr]
     assert got.header["msg_id"] == msg.msg_id
@@ -85,7 +93,52 @@ def test_a_tampered_segment_is_rejected_as_tampered_buffer(pair: tuple[Session, 
         b.deserialize(rest)
     assert err.value.reason == "tampered_buffer"
     assert b.rejections[("default", "tampered_buffer")] == 1
+    del err  # its traceback holds the mapped buffers
+    gc.collect()
+    assert segments(a) == []  # nothing in use: the refused segment went back to the pool
+
+
+def test_a_released_segment_is_reused_by_the_next_send_of_its_size(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    assert a.shm is not None
+    first = os.urandom(3 * MB)
+    got = b.deserialize(b.feed_identities(send(a, [first])[1])[1])
+    assert len(segments(a)) == 1  # in use while the receiver holds the buffer
+    assert free_segments(a) == []
+    del got
+    gc.collect()
     assert segments(a) == []
+    assert len(free_segments(a)) == 1  # released into the pool
+    second = os.urandom(3 * MB - 100)  # a little smaller: the free one fits
+    got = b.deserialize(b.feed_identities(send(a, [second])[1])[1])
+    assert a.shm.reused == 1
+    assert free_segments(a) == []
+    assert got.buffers[0] == second  # the reused pages hold the new bytes, and only them
+    assert got.buffers[0].nbytes == len(second)
+    # a buffer more than twice as small does not take a big free segment
+    del got
+    gc.collect()
+    send(a, [os.urandom(MB)])
+    assert a.shm.reused == 1
+
+
+def test_the_pool_is_bounded_and_idle_free_segments_are_swept(
+    pair: tuple[Session, Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    monkeypatch.setattr(shm_module, "POOL_MAX_BYTES", 5 * MB)
+    got = [b.deserialize(b.feed_identities(send(a, [os.urandom(2 * MB)])[1])[1]) for _ in range(3)]
+    assert len(segments(a)) == 3
+    del got
+    gc.collect()
+    assert segments(a) == []
+    assert len(free_segments(a)) == 2  # the third would pass 5 MB: removed instead
+    assert sweep_segments(a.key) == 0  # not idle yet
+    old = time.time() - shm_module.POOL_IDLE_SECONDS - 1
+    for name in free_segments(a):
+        os.utime(os.path.join(SHM_DIR, name), (old, old))
+    assert sweep_segments(a.key) == 2
+    assert free_segments(a) == []
 
 
 def test_a_swapped_segment_reference_breaks_the_mac(pair: tuple[Session, Session]) -> None:
@@ -141,6 +194,8 @@ def test_the_reply_to_a_local_request_comes_back_through_memory_and_iopub_never_
     output = engine.msg("display_data", {}, parent=request)
     frames = engine.serialize(output, [data])
     assert len(frames[-1]) == 2 * MB
+    del got
+    gc.collect()
     assert segments(client) == []
 
 
@@ -160,6 +215,8 @@ def test_a_relay_forwards_the_reference_untouched_over_real_sockets(pair: tuple[
         assert e.poll(10_000)
         got = engine.recv(e)
     assert got.buffers[0] == data
+    del got
+    gc.collect()
     assert segments(client) == []
 
 

@@ -662,6 +662,7 @@ class Session:
             With a ``reason`` from :data:`corral.wire.errors.REJECT_REASONS`; it was counted in
             :attr:`rejections` and logged at a bounded rate.
         """
+        buffers: list[memoryview] = []
         try:
             header, digests, _nbuf = self._check(frames, stream)
             parent = _loads_object(frames[2], "parent header")
@@ -672,11 +673,12 @@ class Session:
                 self._shm_in(header, buffers)
             if verify_buffers and self._signed:
                 dsize = self.signer.digest_size
-                for i, buf in enumerate(buffers):
+                for i in range(len(buffers)):  # no loop variable: a failure's traceback holds no buffer
                     want = digests[i * dsize : (i + 1) * dsize]
-                    if not self.signer.verify(buf, want):
+                    if not self.signer.verify(buffers[i], want):
                         raise MessageRejected("tampered_buffer", f"buffer {i} does not match its signed digest")
         except MessageRejected as err:
+            buffers.clear()  # the error's traceback must not keep mapped segments in use
             self.reject(channel, err)
             raise
         return Message(header, parent, metadata, content, buffers, list(idents))

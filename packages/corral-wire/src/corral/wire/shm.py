@@ -12,16 +12,20 @@ same host, a buffer of at least :attr:`SharedMemory.threshold` bytes instead goe
   and size in the signed header (``header["shm"]``);
 - relays forward that message like any other (it is small now): they never see the segment;
 - the receiver checks the message's MAC, maps the segment read-only (no copy: the array it
-  builds lives in the segment's pages), removes its name at once, and checks the buffer's
-  signed digest against the mapped bytes. A segment changed in between is rejected as
-  ``tampered_buffer``, exactly like an altered frame.
+  builds lives in the segment's pages), and checks the buffer's signed digest against the
+  mapped bytes. A segment changed in between is rejected as ``tampered_buffer``, exactly like
+  an altered frame.
 
 A segment's name says which cluster made it (a tag derived from the key), the pid of the
 process it is addressed to, and the sender's pid:
-``corral-<tag>-<domain>-<receiver pid>-<sender pid>-<random>``. The receiver removes the name as soon as
-it has mapped the segment, so a delivered buffer never stays in ``/dev/shm``; one whose
-receiver died first is removed by :func:`sweep_segments`, which the controller runs every few
-seconds and at shutdown.
+``corral-<tag>-<domain>-<receiver pid>-<sender pid>-<random>``. When the receiver no longer
+uses a segment (the last array on it is gone) it renames it into the cluster's *pool* of free
+segments (``corral-<tag>-<domain>-free-<size>-<random>``), and the next sender of a buffer of
+about that size claims it (an atomic rename) and writes into pages that already exist, instead
+of having the kernel allocate fresh ones (most of the cost of a large send on a VM). The pool is
+bounded (:data:`POOL_MAX_BYTES`, and a quarter of the ``/dev/shm`` file system), and
+:func:`sweep_segments`, which the controller runs every few seconds and at shutdown, removes
+free segments idle for :data:`POOL_IDLE_SECONDS` and every segment whose receiver died.
 
 "On this host" is a :func:`domain`: the same boot, the same ``/dev/shm`` mount, the same pid
 namespace and the same user. Peers in different domains (other hosts, containers with their
@@ -37,6 +41,8 @@ import mmap
 import os
 import re
 import stat
+import time
+import weakref
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -44,7 +50,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SHM_THRESHOLD",
+    "POOL_IDLE_SECONDS",
+    "POOL_MAX_BYTES",
     "SHM_DIR",
+    "Segment",
     "SHM_ENV",
     "SegmentError",
     "SharedMemory",
@@ -67,15 +76,28 @@ DEFAULT_SHM_THRESHOLD: Final = 1 << 20
 #: Set to ``0`` (or ``off``, ``no``, ``false``) to keep every buffer in frames.
 SHM_ENV: Final = "CORRAL_SHM"
 
+#: The most bytes of free segments a cluster keeps for reuse on one host (also at most a quarter
+#: of the ``/dev/shm`` file system).
+POOL_MAX_BYTES: Final = 4 << 30
+
+#: Free segments unused for this many seconds are removed by :func:`sweep_segments`.
+POOL_IDLE_SECONDS: Final = 10.0
+
 _PREFIX: Final = "corral-"
 # corral-<cluster tag>-<domain>-<receiver pid>-<sender pid>-<random>
 _NAME: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-([0-9]+)-([0-9]+)-([0-9a-f]{16})")
+# corral-<cluster tag>-<domain>-free-<size>-<random>
+_FREE: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-free-([0-9]+)-([0-9a-f]{16})")
 # one write(2) moves at most this much (Linux caps a single write near 2 GiB anyway)
 _WRITE_STEP: Final = 1 << 30
 
 
 class SegmentError(OSError):
     """A segment named in a message cannot be used (missing, wrong size, not ours)."""
+
+
+class Segment(mmap.mmap):
+    """A received segment, mapped read-only; returned to the pool when the last view goes."""
 
 
 def shm_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -148,8 +170,9 @@ class SharedMemory:
         self.directory = directory
         self.domain = found
         self.tag = segment_tag(key)
-        #: segments written (for tests and diagnostics)
+        #: segments written, and how many of them were reused from the pool (diagnostics)
         self.written = 0
+        self.reused = 0
         self._address = (0, "")
 
     @property
@@ -170,28 +193,30 @@ class SharedMemory:
         return int(pid)
 
     def put(self, data: Buffer, receiver_pid: int) -> str | None:
-        """Write ``data`` into a new segment addressed to ``receiver_pid``; return its name.
+        """Write ``data`` into a segment addressed to ``receiver_pid``; return its name.
 
-        Returns None (and leaves nothing behind) if the segment cannot be made, e.g. when
-        ``/dev/shm`` is full: the caller then sends the buffer as a frame.
+        A free segment of the pool at least as large (and at most twice) is reused, else a new
+        one is made. Returns None (and leaves nothing behind) if no segment can be had, e.g.
+        when ``/dev/shm`` is full: the caller then sends the buffer as a frame.
         """
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
+        size = view.nbytes
         name = f"{_PREFIX}{self.tag}-{self.domain}-{receiver_pid}-{os.getpid()}-{os.urandom(8).hex()}"
         path = os.path.join(self.directory, name)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as err:
-            log.info(
-                "cannot make a shared-memory segment in %s (%s); sending the buffer as a frame", self.directory, err
-            )
-            return None
+        fd = self._claim(size, path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except OSError as err:
+                log.info("cannot make a shared-memory segment in %s (%s); sending as a frame", self.directory, err)
+                return None
         try:
             with view:
-                done, size = 0, view.nbytes
+                done = 0
                 while done < size:
-                    done += os.write(fd, view[done : done + _WRITE_STEP])
+                    done += os.pwrite(fd, view[done : done + _WRITE_STEP], done)
         except OSError as err:  # ENOSPC: tmpfs full
             log.info("cannot fill a shared-memory segment (%s); sending the buffer as a frame", err)
             _unlink(path)
@@ -201,19 +226,54 @@ class SharedMemory:
         self.written += 1
         return name
 
+    def _claim(self, size: int, path: str) -> int | None:
+        """Take a free segment of ``size`` to ``2 * size`` bytes as ``path``; its fd, or None."""
+        prefix = f"{_PREFIX}{self.tag}-{self.domain}-free-"
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return None
+        candidates = []
+        for free in names:
+            if free.startswith(prefix):
+                match = _FREE.fullmatch(free)
+                if match is not None and size <= int(match.group(3)) <= 2 * size:
+                    candidates.append((int(match.group(3)), free))
+        for _, free in sorted(candidates):
+            try:
+                os.rename(os.path.join(self.directory, free), path)  # atomic: one claimant wins
+            except OSError:
+                continue  # another sender took it first
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                _unlink(path)
+                continue
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                os.close(fd)
+                _unlink(path)
+                continue
+            if info.st_size != size:
+                os.ftruncate(fd, size)  # shrinking frees the pages past the end
+            self.reused += 1
+            return fd
+        return None
+
 
 def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR) -> memoryview:
-    """Map the segment ``name`` read-only, remove its name, and return its ``size`` bytes.
+    """Map the segment ``name`` read-only and return its ``size`` bytes.
 
-    The returned view is the segment's memory (no copy); it stays valid after the name is
-    gone, and the memory is freed when the last view of it is released.
+    The returned view is the segment's memory (no copy). When the last view of it is released,
+    the segment goes to the cluster's pool of free segments (or is removed if the pool is full).
 
     Raises
     ------
     SegmentError
         If ``name`` is not a segment of this cluster addressed to this process, the segment is
         missing (its receiver was presumed dead, or it was removed), is not a regular file of
-        this user, or does not hold exactly ``size`` bytes.
+        this user, or does not hold exactly ``size`` bytes. A segment of this cluster addressed
+        to this process is removed when it is refused.
     """
     if not isinstance(name, str) or not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise SegmentError(f"a shared-memory reference needs a name and a positive size, not {name!r}, {size!r}")
@@ -232,15 +292,49 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
         # the name is ours to remove only if this really is the file the sender made for us
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             raise SegmentError(f"segment {name} is not a regular file of this user")
-        _unlink(path)
         if info.st_size != size:
+            _unlink(path)
             raise SegmentError(f"segment {name} holds {info.st_size} bytes, the message says {size}")
         # MAP_POPULATE: map every page now, in one call, instead of one fault per 4 KiB page later
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mapped = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
+        try:
+            mapped = Segment(fd, size, flags=flags, prot=mmap.PROT_READ)
+        except OSError as err:
+            _unlink(path)
+            raise SegmentError(f"segment {name} cannot be mapped: {err.strerror}") from None
     finally:
         os.close(fd)
+    free = f"{_PREFIX}{tag}-{match.group(2)}-free-{size}-{os.urandom(8).hex()}"
+    weakref.finalize(mapped, _release, path, os.path.join(directory, free), directory, tag, size)
     return memoryview(mapped)
+
+
+def _release(path: str, free: str, directory: str, tag: str, size: int) -> None:
+    """A received segment is no longer used: put it in the pool, or remove it if that is full."""
+    try:
+        if _pool_bytes(directory, tag) + size <= _pool_limit(directory):
+            os.rename(path, free)
+            os.utime(free)  # its idle time starts now
+        else:
+            os.unlink(path)
+    except OSError:
+        pass  # swept already (the cluster stopped), or the directory is gone
+
+
+def _pool_bytes(directory: str, tag: str) -> int:
+    prefix = f"{_PREFIX}{tag}-"
+    total = 0
+    for name in os.listdir(directory):
+        if name.startswith(prefix):
+            match = _FREE.fullmatch(name)
+            if match is not None:
+                total += int(match.group(3))
+    return total
+
+
+def _pool_limit(directory: str) -> int:
+    fs = os.statvfs(directory)
+    return min(POOL_MAX_BYTES, fs.f_blocks * fs.f_frsize // 4)
 
 
 def _unlink(path: str) -> None:
@@ -259,11 +353,12 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_segments(key: bytes, *, everything: bool = False, directory: str = SHM_DIR) -> int:
-    """Remove a cluster's segments whose receiver has died (all of them with ``everything``).
+    """Remove a cluster's segments nobody will read, and idle free ones (all with ``everything``).
 
-    A segment is removed by its receiver once mapped; one whose receiver died first can no
-    longer be read by anyone. The controller calls this periodically, and with
-    ``everything=True`` when it stops (no engine or client of the cluster reads any more).
+    A segment whose receiver died can no longer be read by anyone; a free segment of the pool
+    unused for :data:`POOL_IDLE_SECONDS` is returned to the system. The controller calls this
+    periodically, and with ``everything=True`` when it stops (no engine or client of the
+    cluster reads any more; processes still holding a segment keep their mapping).
 
     Returns
     -------
@@ -280,15 +375,25 @@ def sweep_segments(key: bytes, *, everything: bool = False, directory: str = SHM
         names = os.listdir(directory)
     except OSError:
         return 0
+    now = time.time()
     for name in names:
         if not name.startswith(prefix):
             continue
-        match = _NAME.fullmatch(name)
-        if match is None:
-            continue
-        if everything or not _alive(int(match.group(3))):
+        path = os.path.join(directory, name)
+        if everything:
+            gone = True
+        elif (match := _NAME.fullmatch(name)) is not None:
+            gone = not _alive(int(match.group(3)))
+        elif _FREE.fullmatch(name) is not None:
             try:
-                os.unlink(os.path.join(directory, name))
+                gone = now - os.stat(path).st_mtime > POOL_IDLE_SECONDS
+            except OSError:
+                continue
+        else:
+            continue
+        if gone:
+            try:
+                os.unlink(path)
             except OSError:
                 continue
             removed += 1
