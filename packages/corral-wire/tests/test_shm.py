@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -272,3 +273,22 @@ def test_corral_shm_turns_it_off_and_bad_values_are_named(monkeypatch: pytest.Mo
     assert a.shm is None
     with pytest.raises(ValueError, match="at least 1 byte"):
         a.enable_shm(threshold=0)
+
+
+def test_a_forked_child_dropping_an_inherited_segment_does_not_free_it(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    data = os.urandom(2 * MB)
+    got = b.deserialize(b.feed_identities(send(a, [data])[1])[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() in a threaded process
+        pid = os.fork()
+    if pid == 0:  # the child drops its copy of the buffers and exits through atexit
+        try:
+            del got
+            gc.collect()
+        finally:
+            os._exit(0 if not free_segments(a) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert free_segments(a) == []  # the parent still uses it: not in the pool
+    assert got.buffers[0] == data

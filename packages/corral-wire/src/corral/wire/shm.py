@@ -305,12 +305,14 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
     finally:
         os.close(fd)
     free = f"{_PREFIX}{tag}-{match.group(2)}-free-{size}-{os.urandom(8).hex()}"
-    weakref.finalize(mapped, _release, path, os.path.join(directory, free), directory, tag, size)
+    weakref.finalize(mapped, _release, os.getpid(), path, os.path.join(directory, free), directory, tag, size)
     return memoryview(mapped)
 
 
-def _release(path: str, free: str, directory: str, tag: str, size: int) -> None:
+def _release(owner: int, path: str, free: str, directory: str, tag: str, size: int) -> None:
     """A received segment is no longer used: put it in the pool, or remove it if that is full."""
+    if os.getpid() != owner:
+        return  # a forked child dropping its inherited copy: the parent may still use the pages
     try:
         if _pool_bytes(directory, tag) + size <= _pool_limit(directory):
             os.rename(path, free)
