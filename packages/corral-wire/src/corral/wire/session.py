@@ -377,7 +377,7 @@ class Session:
         refs: list[list[Any]] = []
         out = bufs
         for i, buf in enumerate(bufs):
-            size = memoryview(buf).nbytes
+            size = buf.nbytes if type(buf) is memoryview else memoryview(buf).nbytes
             if size < shm.threshold:
                 continue
             name = shm.put(buf, pid)
