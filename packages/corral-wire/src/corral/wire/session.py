@@ -34,7 +34,7 @@ from corral.wire.frames import DELIM, recv_frames, send_frames
 from corral.wire.message import Header, Message, RawMessage, parent_header_of
 from corral.wire.protocol import ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
 from corral.wire.replay import ReplayGuard
-from corral.wire.shm import DEFAULT_SHM_THRESHOLD, SegmentError, SharedMemory, segment_tag, shm_enabled, take_segment
+from corral.wire.shm import DEFAULT_SHM_THRESHOLD, SharedMemory, segment_tag, shm_enabled, take_references
 from corral.wire.signing import DEFAULT_SCHEME, Signer, make_signer
 
 __all__ = [
@@ -356,71 +356,6 @@ class Session:
         self.shm_routes[ident] = pid
         return True
 
-    def _shm_out(self, msg: Message, bufs: list[Any], idents: Sequence[bytes]) -> tuple[Mapping[str, Any], list[Any]]:
-        """Move large buffers of a message to a local receiver into segments.
-
-        Returns the header to send (with ``shm`` references and, on a request, this process's
-        ``shm_host`` so that the reply can come back the same way) and the frames to send in
-        the buffers' places.
-        """
-        shm = self.shm
-        assert shm is not None
-        header: Mapping[str, Any] = msg.header
-        pid = self.shm_routes.get(idents[0]) if idents else None
-        if pid is not None:
-            header = {**header, "shm_host": shm.address}
-        elif msg.parent_header and header["msg_type"].endswith("_reply"):
-            # a reply goes to the one client that sent the request (iopub fans out: never there)
-            pid = shm.local_pid(msg.parent_header.get("shm_host"))
-        if pid is None or not bufs:
-            return header, bufs
-        refs: list[list[Any]] = []
-        out = bufs
-        for i, buf in enumerate(bufs):
-            size = buf.nbytes if type(buf) is memoryview else memoryview(buf).nbytes
-            if size < shm.threshold:
-                continue
-            name = shm.put(buf, pid)
-            if name is None:
-                continue
-            if out is bufs:
-                out = list(bufs)
-            out[i] = b""
-            refs.append([i, name, size])
-        if refs:
-            header = {**header, "shm": refs}
-        return header, out
-
-    def _shm_in(self, header: Header, buffers: list[memoryview]) -> None:
-        """Replace the buffers a checked message sent through shared memory by their segments.
-
-        Every segment addressed to this process is taken (and so removed from ``/dev/shm``),
-        even when one of them fails.
-
-        Raises
-        ------
-        MessageRejected
-            ``malformed`` if the references are not well formed or a segment cannot be used.
-        """
-        refs = header.pop("shm")
-        if not isinstance(refs, list):
-            raise MessageRejected("malformed", "the header's shm field is not a list")
-        problem = ""
-        for ref in refs:
-            if not (isinstance(ref, list) and len(ref) == 3 and type(ref[0]) is int and 0 <= ref[0] < len(buffers)):
-                problem = problem or f"bad shared-memory reference {ref!r}"
-                continue
-            i, name, size = ref
-            if buffers[i].nbytes:
-                problem = problem or f"buffer {i} is sent both as a frame and through shared memory"
-                continue
-            try:
-                buffers[i] = take_segment(name, size, self._shm_tag)
-            except SegmentError as err:
-                problem = problem or f"buffer {i}: {err}"
-        if problem:
-            raise MessageRejected("malformed", problem)
-
     # -- building --------------------------------------------------------------------------
 
     def msg_id(self) -> str:
@@ -497,7 +432,8 @@ class Session:
         header: Mapping[str, Any] = msg.header
         out = bufs
         if self.shm is not None:
-            header, out = self._shm_out(msg, bufs, idents)
+            route = self.shm_routes.get(idents[0]) if idents else None
+            header, out = self.shm.outgoing(msg.header, msg.parent_header, bufs, route)
         try:
             small = [_dumps(header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
         except ValueError as err:  # NaN or Infinity, refused by allow_nan=False
@@ -670,7 +606,9 @@ class Session:
             content = _loads_object(frames[4], "content")
             buffers = [_view(f).toreadonly() for f in frames[5:]]
             if verify_buffers and "shm" in header:
-                self._shm_in(header, buffers)
+                problem = take_references(header, buffers, self._shm_tag)
+                if problem:
+                    raise MessageRejected("malformed", problem)
             if verify_buffers and self._signed:
                 dsize = self.signer.digest_size
                 for i in range(len(buffers)):  # no loop variable: a failure's traceback holds no buffer

@@ -43,10 +43,13 @@ import re
 import stat
 import time
 import weakref
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+    from corral.wire.message import Header
 
 __all__ = [
     "DEFAULT_SHM_THRESHOLD",
@@ -61,6 +64,7 @@ __all__ = [
     "segment_tag",
     "shm_enabled",
     "sweep_segments",
+    "take_references",
     "take_segment",
 ]
 
@@ -199,6 +203,53 @@ class SharedMemory:
             self._peers[address] = found
         return found
 
+    def outgoing(
+        self, header: Mapping[str, Any], parent: Mapping[str, Any], buffers: list[Any], route: int | None
+    ) -> tuple[Mapping[str, Any], list[Any]]:
+        """Move a message's large buffers into segments if its receiver is local.
+
+        Parameters
+        ----------
+        header, parent
+            The message's header and parent header.
+        buffers
+            Its buffers (left as they are).
+        route
+            The receiver's pid when the message is a request to a local engine
+            (``Session.shm_routes``), else None.
+
+        Returns
+        -------
+        (header, frames)
+            The header to send (with ``shm`` references and, on a routed request, this
+            process's ``shm_host`` so that the reply can come back the same way) and the frames
+            to send in the buffers' places (empty ones for buffers now in segments).
+        """
+        pid = route
+        if pid is not None:
+            header = {**header, "shm_host": self.address}
+        elif parent and header["msg_type"].endswith("_reply"):
+            # a reply goes to the one client that sent the request (iopub fans out: never there)
+            pid = self.local_pid(parent.get("shm_host"))
+        if pid is None or not buffers:
+            return header, buffers
+        refs: list[list[Any]] = []
+        out = buffers
+        for i, buf in enumerate(buffers):
+            size = buf.nbytes if type(buf) is memoryview else memoryview(buf).nbytes
+            if size < self.threshold:
+                continue
+            name = self.put(buf, pid)
+            if name is None:
+                continue
+            if out is buffers:
+                out = list(buffers)
+            out[i] = b""
+            refs.append([i, name, size])
+        if refs:
+            header = {**header, "shm": refs}
+        return header, out
+
     def put(self, data: Buffer, receiver_pid: int) -> str | None:
         """Write ``data`` into a segment addressed to ``receiver_pid``; return its name.
 
@@ -314,6 +365,31 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
     free = f"{_PREFIX}{tag}-{match.group(2)}-free-{size}-{os.urandom(8).hex()}"
     weakref.finalize(mapped, _release, os.getpid(), path, os.path.join(directory, free), directory, tag, size)
     return memoryview(mapped)
+
+
+def take_references(header: Header, buffers: list[memoryview], tag: str) -> str:
+    """Replace the buffers a checked message sent through shared memory by their segments.
+
+    Pops ``header["shm"]``; every segment it names for this process is taken, even when one of
+    them fails. Returns what is wrong (the first problem), or ``""``.
+    """
+    refs = header.pop("shm")
+    if not isinstance(refs, list):
+        return "the header's shm field is not a list"
+    problem = ""
+    for ref in refs:
+        if not (isinstance(ref, list) and len(ref) == 3 and type(ref[0]) is int and 0 <= ref[0] < len(buffers)):
+            problem = problem or f"bad shared-memory reference {ref!r}"
+            continue
+        i, name, size = ref
+        if buffers[i].nbytes:
+            problem = problem or f"buffer {i} is sent both as a frame and through shared memory"
+            continue
+        try:
+            buffers[i] = take_segment(name, size, tag)
+        except SegmentError as err:
+            problem = problem or f"buffer {i}: {err}"
+    return problem
 
 
 def _release(owner: int, path: str, free: str, directory: str, tag: str, size: int) -> None:
