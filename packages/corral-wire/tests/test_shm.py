@@ -5,6 +5,7 @@ Everything runs against the real ``/dev/shm`` and real ZeroMQ sockets where a re
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -292,3 +293,22 @@ def test_a_forked_child_dropping_an_inherited_segment_does_not_free_it(pair: tup
     assert os.waitstatus_to_exitcode(status) == 0
     assert free_segments(a) == []  # the parent still uses it: not in the pool
     assert got.buffers[0] == data
+
+
+def test_a_fifo_or_link_under_a_segment_name_is_refused_without_blocking(pair: tuple[Session, Session]) -> None:
+    a, _ = pair
+    assert a.shm is not None
+    tag = segment_tag(a.key)
+    fifo = f"corral-{tag}-{a.shm.domain}-{os.getpid()}-1-{'0' * 16}"
+    link = f"corral-{tag}-{a.shm.domain}-{os.getpid()}-1-{'1' * 16}"
+    os.mkfifo(os.path.join(SHM_DIR, fifo), 0o600)
+    os.symlink("/etc/passwd", os.path.join(SHM_DIR, link))
+    try:
+        with pytest.raises(shm_module.SegmentError, match="not a regular file"):
+            shm_module.take_segment(fifo, 10, tag)
+        with pytest.raises(shm_module.SegmentError, match="cannot be opened"):
+            shm_module.take_segment(link, 10, tag)
+    finally:
+        for name in (fifo, link):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(SHM_DIR, name))

@@ -92,6 +92,9 @@ _PREFIX: Final = "corral-"
 _NAME: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-([0-9]+)-([0-9]+)-([0-9a-f]{16})")
 # corral-<cluster tag>-<domain>-free-<size>-<random>
 _FREE: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-free-([0-9]+)-([0-9a-f]{16})")
+# how segments are opened: never through a symbolic link, and never blocking (on a FIFO planted
+# under a segment's name); that the file is a regular one of this user is checked after
+_OPEN: Final = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # peer addresses whose parse is remembered (beyond that, parsed each time)
 _MAX_PEERS: Final = 1024
 # one write(2) moves at most this much (Linux caps a single write near 2 GiB anyway)
@@ -266,7 +269,7 @@ class SharedMemory:
         fd = self._claim(size, path)
         if fd is None:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fd = os.open(path, _OPEN | os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except OSError as err:
                 log.info("cannot make a shared-memory segment in %s (%s); sending as a frame", self.directory, err)
                 return None
@@ -303,7 +306,7 @@ class SharedMemory:
             except OSError:
                 continue  # another sender took it first
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(path, _OPEN | os.O_WRONLY)
             except OSError:
                 _unlink(path)
                 continue
@@ -342,7 +345,7 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
         raise SegmentError(f"segment {name} is addressed to pid {match.group(3)}, not to this process")
     path = os.path.join(directory, name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN | os.O_RDONLY)
     except OSError as err:
         raise SegmentError(f"segment {name} cannot be opened: {err.strerror}") from None
     try:
