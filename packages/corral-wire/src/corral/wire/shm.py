@@ -94,7 +94,7 @@ _NAME: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-([0-9]+)-([0-9]
 _FREE: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-free-([0-9]+)-([0-9a-f]{16})")
 # how segments are opened: never through a symbolic link, and never blocking (on a FIFO planted
 # under a segment's name); that the file is a regular one of this user is checked after
-_OPEN: Final = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_OPEN: Final = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 # peer addresses whose parse is remembered (beyond that, parsed each time)
 _MAX_PEERS: Final = 1024
 # one write(2) moves at most this much (Linux caps a single write near 2 GiB anyway)
