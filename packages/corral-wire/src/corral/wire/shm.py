@@ -6,9 +6,8 @@ in the engine (each copy also faults in freshly allocated pages). When both ends
 same host, a buffer of at least :attr:`SharedMemory.threshold` bytes instead goes into a
 *segment*, a file in ``/dev/shm`` (tmpfs: memory, not disk):
 
-- the sender writes the buffer into a new segment with ``write(2)`` (one kernel copy, the one
-  copy a socket send makes too; the sender never maps the segment, so its own memory does not
-  grow) and sends the message with an empty frame in the buffer's place and the segment's name
+- the sender writes the buffer into a segment with ``write(2)`` (one kernel copy, the one copy
+  a socket send makes too; the sender never maps the segment, so its own memory does not grow) and sends the message with an empty frame in the buffer's place and the segment's name
   and size in the signed header (``header["shm"]``);
 - relays forward that message like any other (it is small now): they never see the segment;
 - the receiver checks the message's MAC, maps the segment read-only (no copy: the array it
@@ -56,8 +55,8 @@ __all__ = [
     "POOL_IDLE_SECONDS",
     "POOL_MAX_BYTES",
     "SHM_DIR",
-    "Segment",
     "SHM_ENV",
+    "Segment",
     "SegmentError",
     "SharedMemory",
     "domain",
@@ -74,7 +73,7 @@ log = logging.getLogger(__name__)
 SHM_DIR: Final = "/dev/shm"
 
 #: Buffers of at least this many bytes go through shared memory (1 MiB); smaller ones are
-#: cheaper as frames (a segment costs an open, a write, a map and an unlink).
+#: cheaper as frames (a segment costs a directory scan, an open, a write, a map and a rename).
 DEFAULT_SHM_THRESHOLD: Final = 1 << 20
 
 #: Set to ``0`` (or ``off``, ``no``, ``false``) to keep every buffer in frames.
