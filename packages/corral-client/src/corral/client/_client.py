@@ -561,23 +561,33 @@ class Client:
 
     # -- queries and control -------------------------------------------------------------------
 
-    def drop_counts(self) -> dict[str, dict[str, dict[str, int]]]:
-        """Messages dropped on receipt, by channel and reason: the controller's and this client's.
+    def drop_counts(self) -> dict[str, Any]:
+        """Messages dropped on receipt, by channel and reason: the controller's, the engines' and this client's.
 
-        Returns ``{"controller": {channel: {reason: n}}, "client": {...}}``. Reasons are
-        ``signature`` (wrong key or tampered), ``replay``, ``malformed``, ``version`` and the
-        like (docs/protocol.md); nothing dropped is ever executed.
+        Returns ``{"controller": {channel: {reason: n}}, "engines": {engine_id: {channel:
+        {reason: n}}}, "client": {...}}``. Reasons are those of
+        :data:`corral.wire.errors.REJECT_REASONS` (``bad_signature`` for a wrong key or altered
+        frames, ``replayed``, ``malformed``, ``tampered_buffer`` and the like; docs/security.md);
+        nothing dropped is ever executed. The controller's relays check every signature but leave
+        buffers to the engine that unpacks them, so tampered buffers are counted by the engines.
 
         Raises
         ------
         corral.wire.errors.TimeoutError
-            If the hub does not answer within the client's timeout.
+            If the hub or an engine does not answer within the client's timeout.
         """
         reply = self._query("drops_request", {})
+        engines: dict[int, dict[str, dict[str, int]]] = {}
+        ids = self.ids
+        if ids:
+            ar = self._control("drops_request", {}, ids, False)
+            assert ar is not None  # not blocking: the AsyncResult, one value per engine of ids
+            for eid, counts in zip(ids, ar.get(self.timeout), strict=True):
+                engines[eid] = dict(counts or {})
         mine: dict[str, dict[str, int]] = {}
         for (channel, reason), n in sorted(self.session.rejections.items()):
             mine.setdefault(channel, {})[reason] = n
-        return {"controller": dict(reply.content.get("drops") or {}), "client": mine}
+        return {"controller": dict(reply.content.get("drops") or {}), "engines": engines, "client": mine}
 
     def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
         """Ask the hub how many requests each engine has queued, completed, and running as tasks.

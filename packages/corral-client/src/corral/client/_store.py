@@ -75,6 +75,8 @@ def _decode(req: Request, msg: Message) -> Any:
     """The value a successful reply carries, unpickled from its buffers."""
     if req.msg_type in _DECODED or (req.msg_type == "execute_request" and msg.buffers):
         return get_serializer(str(msg.content.get("serializer", "pickle"))).loads(msg.buffers)
+    if req.msg_type == "drops_request":
+        return msg.content.get("drops") or {}  # plain JSON: the engine's drop counts
     return None
 
 

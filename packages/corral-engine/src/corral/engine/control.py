@@ -4,7 +4,10 @@ They arrive on the engine's ``control_engine`` socket and are handled at once in
 whatever the execution thread is doing: ``abort_request`` marks queued requests,
 ``clear_request`` empties the namespace, ``shutdown_request`` replies and stops the engine, and
 ``signal_request`` replies and sends a signal to the engine process (SIGINT interrupts running
-user code with ``KeyboardInterrupt``; the engine keeps serving).
+user code with ``KeyboardInterrupt``; the engine keeps serving), and ``drops_request`` answers
+with the messages this engine dropped, by channel and reason (``drops`` in the reply): the
+controller's relays check signatures but not buffers, so a tampered buffer is caught and
+counted here.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class Control:
         """Act on a control request and return the reply to send."""
         method = msg.msg_type.removesuffix("_request")
         reply_type = method + "_reply"
+        if msg.msg_type == "drops_request":
+            return ControlReply(reply_type, {"status": "ok", "drops": self.drops()})
         try:
             after = self._act(msg)
         except Exception as exc:
@@ -100,6 +105,13 @@ class Control:
             wrapped = wrap_exception(exc, engine_info=info)
             return ControlReply(reply_type, dict(wrapped))
         return ControlReply(reply_type, {"status": "ok"}, after)
+
+    def drops(self) -> dict[str, dict[str, int]]:
+        """The messages this engine's session dropped: ``{channel: {reason: n}}``."""
+        counts: dict[str, dict[str, int]] = {}
+        for (channel, reason), n in sorted(dict(self.shell.session.rejections).items()):
+            counts.setdefault(channel, {})[reason] = n
+        return counts
 
     def _act(self, msg: Message) -> Callable[[], None] | None:
         kind = msg.msg_type
@@ -140,5 +152,5 @@ class Control:
             return lambda: os.kill(os.getpid(), sig)
         raise ValueError(
             f"unknown control request {kind!r}; an engine handles abort_request, clear_request, "
-            "shutdown_request and signal_request"
+            "shutdown_request, signal_request and drops_request"
         )

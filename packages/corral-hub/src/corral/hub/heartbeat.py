@@ -36,6 +36,11 @@ class HeartMonitor:
         Called with the engine uuid (str) for every answer to a recent ping.
     on_beat
         Called after every ping is sent (the hub checks for silent engines then).
+    misses
+        Answers to pings older than this many rounds are ignored.
+    on_junk
+        Called with a description for every message on the pong socket that is no pong at all
+        (pongs are raw echoes, not signed messages): the hub counts them as dropped.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class HeartMonitor:
         on_pong: Callable[[str], None],
         on_beat: Callable[[], None],
         misses: int = 4,
+        on_junk: Callable[[str], None] | None = None,
     ) -> None:
         self.ping_socket = ping_socket
         self.pong_socket = pong_socket
@@ -53,6 +59,7 @@ class HeartMonitor:
         self.misses = misses
         self.on_pong = on_pong
         self.on_beat = on_beat
+        self.on_junk = on_junk
         self.round = 0
         #: this hub's run: sent with every ping, so that engines notice a restarted controller
         self.incarnation = secrets.token_hex(4).encode("ascii")
@@ -88,6 +95,10 @@ class HeartMonitor:
             log.debug("heartbeat ping not sent: %s", err)
         self.on_beat()
 
+    def _junk(self, what: str) -> None:
+        if self.on_junk is not None:
+            self.on_junk(what)
+
     def _pongs(self, socket: zmq.Socket[Any]) -> None:
         oldest = self.round - self.misses
         for _ in range(1024):
@@ -96,6 +107,7 @@ class HeartMonitor:
             except zmq.Again:
                 return
             if len(frames) != 2 or len(frames[1]) > 40:
+                self._junk(f"{len(frames) - 1} frames where a pong has one of at most 40 bytes")
                 continue
             beat, _, incarnation = frames[1].partition(b":")
             if incarnation != self.incarnation:
@@ -103,6 +115,7 @@ class HeartMonitor:
             try:
                 answered = int(beat)
             except ValueError:
+                self._junk("a pong that does not echo a ping")
                 continue
             if answered >= oldest:
                 self.on_pong(frames[0].decode(errors="replace"))

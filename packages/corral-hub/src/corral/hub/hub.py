@@ -122,7 +122,13 @@ class Hub:
         self.heartbeat_misses = heartbeat_misses
         self.registration_timeout = registration_timeout
         self.heart = HeartMonitor(
-            ping_socket, pong_socket, heartbeat_period, self._on_pong, self._on_beat, heartbeat_misses
+            ping_socket,
+            pong_socket,
+            heartbeat_period,
+            self._on_pong,
+            self._on_beat,
+            heartbeat_misses,
+            on_junk=lambda what: session.reject("heartbeat_pong", MessageRejected("malformed", what)),
         )
         #: called with a record when an engine becomes live / leaves
         self.on_live: list[Callable[[EngineRecord], None]] = []

@@ -4,9 +4,10 @@ Every socket a controller binds is a ZeroMQ PLAIN server; a ZAP handler thread i
 controller admits a connection only if it presents the *gate token*, a value derived from the
 cluster key with BLAKE3's key derivation (so the token never reveals the key, and the key
 still signs every message). A peer without it is refused during the ZeroMQ handshake, before it
-can send a single frame; that is what lets gated sockets accept large frames from admitted
-peers while anything else is refused before allocation. Sockets that are not gated keep the
-pre-authentication frame limit of :func:`corral.wire.sockets.harden`.
+can send a single message. The handshake itself is made of frames, though, and ZeroMQ applies one
+frame-size limit to a connection's whole life: a socket that must take large frames from admitted
+peers takes a large handshake frame from anyone too (see :meth:`Gate.guard`, and
+``docs/security.md`` for the limits a controller sets per channel).
 
 PLAIN sends the token in clear text, so on a network anyone who can read the traffic can
 pass the gate (but still cannot sign a message): corral requires CurveZMQ encryption when a
@@ -197,22 +198,32 @@ class Gate:
         """The controller's CurveZMQ public key (Z85) for the connection file, or None."""
         return self._server_keys[0].decode("ascii") if self._server_keys else None
 
-    def guard(self, socket: zmq.Socket[Any]) -> zmq.Socket[Any]:
+    def guard(self, socket: zmq.Socket[Any], *, max_frame_size: int | None = None) -> zmq.Socket[Any]:
         """Make a socket a gated server; call before ``bind``.
 
-        Admitted peers may send frames of any size (the gate replaces the pre-authentication
-        frame limit); without a key the socket is left to its frame limit. With CurveZMQ the
-        socket is a CURVE server with the derived secret key, otherwise a PLAIN server.
+        With CurveZMQ the socket is a CURVE server with the derived secret key, otherwise a
+        PLAIN server; without a key it is left as it is (to its frame limit).
+
+        Parameters
+        ----------
+        socket
+            A new socket.
+        max_frame_size
+            Largest frame the socket accepts (``ZMQ_MAXMSGSIZE``), or None for no limit.
+            ZeroMQ applies it to every frame of a connection, the handshake's included, and
+            disconnects a peer that announces a larger one before allocating it. So it is the
+            only bound on what a peer that has not (yet) passed the gate can make the
+            controller allocate: give each socket the smallest limit its traffic allows.
         """
         if self._server_keys is not None:
             socket.curve_secretkey = self._server_keys[1]
             socket.curve_server = True
-            socket.setsockopt(zmq.ZAP_DOMAIN, b"corral")
-            socket.setsockopt(zmq.MAXMSGSIZE, -1)
         elif self.enabled:
             socket.setsockopt(zmq.PLAIN_SERVER, 1)
-            socket.setsockopt(zmq.ZAP_DOMAIN, b"corral")
-            socket.setsockopt(zmq.MAXMSGSIZE, -1)
+        else:
+            return socket
+        socket.setsockopt(zmq.ZAP_DOMAIN, b"corral")
+        socket.setsockopt(zmq.MAXMSGSIZE, -1 if max_frame_size is None else int(max_frame_size))
         return socket
 
     def stop(self) -> None:

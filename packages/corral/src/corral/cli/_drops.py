@@ -1,4 +1,4 @@
-"""``corral drops``: what a running cluster's controller dropped, by channel and reason."""
+"""``corral drops``: what a running cluster's controller and engines dropped, by channel and reason."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ def add_drops_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_drops(args: argparse.Namespace) -> int:
-    """``corral drops``: ask the hub for the controller's drop counts and print them."""
+    """``corral drops``: ask the hub and the engines for their drop counts and print them.
+
+    ``--json`` prints the controller's counts (``{channel: {reason: n}}``), plus the engines' under
+    ``"engines"`` (``{engine_id: {channel: {reason: n}}}``) when any engine dropped a message.
+    """
     from corral.client import CorralError
 
     client = connect("drops", args)
@@ -26,21 +30,37 @@ def cmd_drops(args: argparse.Namespace) -> int:
         return 1
     try:
         try:
-            drops = client.drop_counts()["controller"]
+            counts = client.drop_counts()
         except CorralError as err:
             print(f"corral drops: {err}", file=sys.stderr)
             return 1
     finally:
         client.close()
+    drops: dict[str, dict[str, int]] = counts["controller"]
+    engines = {eid: found for eid, found in sorted(counts["engines"].items()) if found}
     if args.json:
-        print(json.dumps(drops, sort_keys=True))
+        shown: dict[str, object] = dict(drops)
+        if engines:
+            shown["engines"] = {str(eid): found for eid, found in engines.items()}
+        print(json.dumps(shown, sort_keys=True))
         return 0
-    rows = [(channel, reason, n) for channel, reasons in sorted(drops.items()) for reason, n in sorted(reasons.items())]
+    rows = [
+        ("controller", channel, reason, n)
+        for channel, reasons in sorted(drops.items())
+        for reason, n in sorted(reasons.items())
+    ]
+    rows += [
+        (f"engine {eid}", channel, reason, n)
+        for eid, found in engines.items()
+        for channel, reasons in sorted(found.items())
+        for reason, n in sorted(reasons.items())
+    ]
     if not rows:
-        print(f"cluster {args.cluster_id!r}: the controller dropped no message")
+        print(f"cluster {args.cluster_id!r}: the controller and the engines dropped no message")
         return 0
-    print(f"cluster {args.cluster_id!r}: messages the controller dropped (none of them was executed)")
-    width = max(len(channel) for channel, _, _ in rows)
-    for channel, reason, n in rows:
-        print(f"  {channel:<{width}}  {reason:<22} {n:>9,}")
+    print(f"cluster {args.cluster_id!r}: messages dropped on receipt (none of them was executed)")
+    who = max(len(row[0]) for row in rows)
+    width = max(len(row[1]) for row in rows)
+    for where, channel, reason, n in rows:
+        print(f"  {where:<{who}}  {channel:<{width}}  {reason:<22} {n:>9,}")
     return 0

@@ -107,6 +107,15 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds the hub keeps a finished result; fetching it later raises ResultExpired (default: no limit)",
     )
+    parser.add_argument(
+        "--max-frame-size",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="largest frame the data channels (requests, results, output) accept, in MiB; a peer sending a larger "
+        "one, even before it proves it holds the key, is disconnected before the frame is allocated "
+        "(default: no limit; the other channels always refuse frames over 64 MiB)",
+    )
     security = parser.add_mutually_exclusive_group()
     security.add_argument(
         "--curve",
@@ -144,6 +153,9 @@ def run_controller(args: argparse.Namespace) -> int:
 
     if args.retention is not None and not args.retention > 0:
         print("corral controller: --retention must be a positive number of seconds", file=sys.stderr)
+        return 2
+    if args.max_frame_size is not None and not args.max_frame_size > 0:
+        print("corral controller: --max-frame-size must be a positive number of MiB", file=sys.stderr)
         return 2
     if args.restore and not args.reuse:
         from corral.wire.paths import connection_file_path
@@ -192,6 +204,7 @@ def run_controller(args: argparse.Namespace) -> int:
         db_file=args.db_file,
         restore=args.restore,
         retention=args.retention,
+        max_frame_size=None if args.max_frame_size is None else round(args.max_frame_size * 2**20),
         **({} if args.hwm is None else {"task_hwm": args.hwm}),
         **settings,
     )

@@ -122,14 +122,19 @@ class Cluster:
         Megabytes of resident memory past which an engine is killed (and restarted, see
         ``engine_restarts``), its request failing with ``memory limit exceeded``; no limit by
         default.
+    max_frame_size
+        Largest frame, in bytes, the controller's data channels accept (``corral controller
+        --max-frame-size``); a peer sending a larger one, even before it has proved it holds the
+        key, is disconnected before the frame is allocated. None (default): no limit, so arrays
+        of any size pass; the other channels always refuse frames over 64 MiB.
 
     Raises
     ------
     ValueError
-        If ``n`` is negative, ``cluster_id``, ``ip``, ``log_level``, ``signature_scheme``, ``scheme`` or
-        ``hwm`` is not usable, no launcher is named ``engines`` or a launcher option is bad (each message
-        names the valid choices), or ``ip`` is not a loopback address with ``curve=False``
-        and not ``insecure``.
+        If ``n`` is negative, ``max_frame_size`` not a positive int, ``cluster_id``, ``ip``,
+        ``log_level``, ``signature_scheme``, ``scheme`` or ``hwm`` is not usable, no launcher is
+        named ``engines`` or a launcher option is bad (each message names the valid choices), or
+        ``ip`` is not a loopback address with ``curve=False`` and not ``insecure``.
 
     Examples
     --------
@@ -162,8 +167,14 @@ class Cluster:
         retention: float | None = None,
         scheme: str = DEFAULT_TASK_SCHEME,
         hwm: int | None = None,
+        max_frame_size: int | None = None,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
+        if max_frame_size is not None and not (
+            isinstance(max_frame_size, int) and not isinstance(max_frame_size, bool) and max_frame_size > 0
+        ):
+            raise ValueError(f"max_frame_size must be a positive number of bytes or None, not {max_frame_size!r}")
+        self.max_frame_size = max_frame_size
         if engine_restarts is not None and (
             not isinstance(engine_restarts, int) or isinstance(engine_restarts, bool) or engine_restarts < 0
         ):
@@ -275,6 +286,8 @@ class Cluster:
             args.append("--restore")
         if self.retention is not None:
             args += ["--retention", repr(self.retention)]
+        if self.max_frame_size is not None:
+            args += ["--max-frame-size", repr(self.max_frame_size / 2**20)]
         self.controller = self.controller_launcher.start_controller(self.connection_file, args)
         _live.add(self)
         self._write_record()

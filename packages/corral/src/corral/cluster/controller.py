@@ -29,9 +29,10 @@ from corral.wire.gate import Gate, curve_required
 from corral.wire.loop import Reactor
 from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path, corral_dir
 from corral.wire.protocol import CHANNELS
+from corral.wire.session import DEFAULT_MAX_FRAME_SIZE
 from corral.wire.signing import DEFAULT_SCHEME
 
-__all__ = ["SOCKET_TYPES", "STORES", "Controller", "default_db_file", "resolve_curve"]
+__all__ = ["DATA_CHANNELS", "SOCKET_TYPES", "STORES", "Controller", "default_db_file", "resolve_curve"]
 
 #: The result stores ``Controller(store=...)`` accepts.
 STORES = ("memory", "sqlite")
@@ -63,6 +64,14 @@ SOCKET_TYPES: Mapping[str, int] = {
     "notification": zmq.XPUB,
 }
 assert set(SOCKET_TYPES) == set(CHANNELS)
+
+#: The channels that carry user data (arguments, results, output) and so may need frames of any
+#: size (``Controller(max_frame_size=...)``); every other channel takes frames of at most
+#: :data:`corral.wire.session.DEFAULT_MAX_FRAME_SIZE`, from anyone, handshake included.
+DATA_CHANNELS: frozenset[str] = frozenset(
+    {"mux", "mux_engine", "task", "task_engine", "broadcast", "broadcast_engine", "iopub_engine"}
+)
+assert DATA_CHANNELS.issubset(CHANNELS)
 
 
 def resolve_curve(ip: str, curve: bool | None, insecure: bool) -> bool:
@@ -136,13 +145,19 @@ class Controller:
     insecure
         Allow binding a non-loopback address without CurveZMQ (``curve=False``): anyone who
         can read the traffic can then read the key's gate token and every payload.
+    max_frame_size
+        Largest frame, in bytes, the :data:`DATA_CHANNELS` accept (None: no limit, the default,
+        so arrays of any size pass). ZeroMQ applies a socket's limit to every peer, before
+        and after the gate admits it, so this also bounds what a peer without the key can make
+        the controller allocate on those channels; the other channels always refuse frames
+        over :data:`~corral.wire.session.DEFAULT_MAX_FRAME_SIZE`.
 
     Raises
     ------
     ValueError
         If a port names an unknown channel, ``task_scheme`` or ``store`` is unknown,
-        ``task_hwm`` is negative, ``retention`` not positive, or a non-loopback ``ip`` is asked
-        for with ``curve=False`` and not ``insecure``.
+        ``task_hwm`` is negative, ``retention`` or ``max_frame_size`` not positive, or a
+        non-loopback ``ip`` is asked for with ``curve=False`` and not ``insecure``.
 
     Examples
     --------
@@ -171,8 +186,12 @@ class Controller:
         context: zmq.Context[Any] | None = None,
         curve: bool | None = None,
         insecure: bool = False,
+        max_frame_size: int | None = None,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
+        if max_frame_size is not None and not (isinstance(max_frame_size, int) and max_frame_size > 0):
+            raise ValueError(f"max_frame_size must be a positive number of bytes or None, not {max_frame_size!r}")
+        self.max_frame_size = max_frame_size
         if restore:
             store = "sqlite"
         if store not in STORES:
@@ -272,7 +291,8 @@ class Controller:
                 harden(sock)
                 sock.setsockopt(zmq.SNDHWM, 0)
                 sock.setsockopt(zmq.RCVHWM, 0)
-                self.gate.guard(sock)
+                limit = self.max_frame_size if channel in DATA_CHANNELS else DEFAULT_MAX_FRAME_SIZE
+                self.gate.guard(sock, max_frame_size=limit)
                 if channel == "notification":
                     sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every client's subscription, not only the first
                 self.sockets[channel] = sock

@@ -1,0 +1,420 @@
+"""Hostile traffic on every port of the connection file: dropped, counted, logged, never run.
+
+Issue 7's "hostile and broken traffic" bullet, port by port. For every channel a peer can send
+to, a raw ZeroMQ socket of the kind a real peer uses (DEALER to a ROUTER, PUB to the SUB)
+sends each kind of bad message:
+
+- ``unsigned``: a well-formed message without a MAC;
+- ``wrong_key``: signed with another cluster's key;
+- ``replayed``: correctly signed with the cluster key and sent twice (the first copy is a real
+  request and runs; the second is the replay);
+- ``garbage``: random frames without the ``<IDS|MSG>`` delimiter;
+- ``truncated_frames``: a signed message missing its last frame;
+- ``short_signature``: a signed message whose signature frame is cut short;
+- ``tampered_buffer``: a correctly signed ``apply_request`` whose pickled buffer is altered after
+  signing (the relays check the MAC, which covers the buffer digests; the engine that would
+  unpack the buffer finds it does not match its digest).
+
+Every request is an apply of a function that, if it ever ran, appends its tag to a marker file
+and sets a name in the engine's namespace. The tests check that nothing ran (only the first
+copy of each replayed request), that each drop is counted under its socket's channel and
+reason in ``rc.drop_counts()`` and ``corral drops``, that the controller logs at most one line
+a second per (channel, reason) and no traceback, and that the cluster keeps serving. A peer
+without the gate token is refused at the handshake; frames too large for a socket are refused,
+from a peer that never authenticated, before the controller allocates them.
+
+One shared cluster serves the module; every check compares counts before and after.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import socket
+import struct
+import time
+import warnings
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import zmq
+import zmq.utils.monitor
+
+from corral.client import interactive
+from corral.cluster.controller import DATA_CHANNELS, SOCKET_TYPES
+from corral.wire import Session, read_connection_file
+from corral.wire.gate import admit
+from corral.wire.serialize import pack_apply_message
+from corral.wire.session import DEFAULT_MAX_FRAME_SIZE, InsecureSessionWarning
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conftest import CLI
+
+    from corral.client import Client
+    from corral.cluster import Cluster
+
+pytestmark = pytest.mark.timeout(120)
+
+#: What a peer connects to each kind of controller socket with; PUB and XPUB take in nothing
+#: but subscriptions, so no message can be sent to them.
+PEER_KINDS = {zmq.ROUTER: zmq.DEALER, zmq.SUB: zmq.PUB}
+
+#: Every channel of the connection file a peer can send messages to.
+SENDABLE = sorted(channel for channel, kind in SOCKET_TYPES.items() if kind in PEER_KINDS)
+
+#: The reason each kind of bad message is counted under.
+REASONS = {
+    "unsigned": "unsigned",
+    "wrong_key": "bad_signature",
+    "replayed": "replayed",
+    "garbage": "malformed",
+    "truncated_frames": "malformed",
+    "short_signature": "malformed",
+    "tampered_buffer": "tampered_buffer",
+}
+
+#: Channels whose requests reach an engine: a tampered buffer is caught (and counted) there.
+TO_ENGINES = ("mux", "task", "broadcast", "control")
+
+#: Channels on which the first copy of a replayed request runs on an engine.
+RUNS = ("mux", "task", "broadcast")
+
+#: What tells a peer how its handshake went: admitted, refused, or hung up on.
+HANDSHAKE_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_DISCONNECTED
+)
+
+#: Copies of each bad message: enough that an unlimited log would show several lines a second.
+COPIES = 5
+
+
+@interactive
+def leave_mark(path: str, tag: str) -> str:
+    """What every hostile request asks an engine to run: visible if it ever runs."""
+    with open(path, "a") as out:
+        out.write(tag + "\n")
+    globals()["hostile_" + tag.replace("-", "_")] = True
+    return tag
+
+
+@interactive
+def hostile_names() -> list[str]:
+    return sorted(name for name in globals() if name.startswith("hostile_") and name != "hostile_names")
+
+
+@interactive
+def forget_hostile_names() -> None:
+    for name in [n for n in globals() if n.startswith("hostile_") and n != "hostile_names"]:
+        del globals()[name]
+
+
+def cases() -> list[tuple[str, str]]:
+    """Every (channel, kind) that makes sense: tampered buffers only where a buffer is unpacked."""
+    found = []
+    for channel in SENDABLE:
+        for kind in REASONS:
+            if kind == "tampered_buffer" and channel not in (*TO_ENGINES, "registration", "heartbeat_pong"):
+                continue  # replies and output: checked by the client that unpacks them, not here
+            found.append((channel, kind))
+    return found
+
+
+def expected(channel: str, kind: str) -> tuple[str, str]:
+    """Where a drop of ``kind`` on ``channel`` is counted: ("controller" or "engines", reason)."""
+    if channel == "heartbeat_pong":
+        return "controller", "malformed"  # pongs are raw echoes: anything else is no pong
+    if kind == "tampered_buffer" and channel in TO_ENGINES:
+        return "engines", "tampered_buffer"
+    return "controller", REASONS[kind]
+
+
+def apply_frames(session: Session, channel: str, uuid: str, marker: Path, tag: str) -> list[bytes]:
+    """A signed apply_request of :func:`leave_mark`, addressed as a real peer on ``channel`` would."""
+    msg = session.msg("apply_request", {"serializer": "pickle"})
+    if channel == "broadcast":
+        msg.header["sched"] = {"targets": [0]}
+    idents: list[bytes] = []
+    if channel in ("mux", "control"):
+        idents = [uuid.encode()]  # the engine the request is for
+    elif channel.endswith("_engine") and channel != "iopub_engine":
+        idents = [b"a-client-nobody-knows"]  # an engine's reply names its client
+    buffers = pack_apply_message(leave_mark, (str(marker), tag), {})
+    return [bytes(f) for f in session.serialize(msg, buffers, idents)]
+
+
+def bad_messages(kind: str, channel: str, key: bytes, uuid: str, marker: Path, tag: str) -> list[list[bytes]]:
+    """The frames of every message a peer sends for one case."""
+    if kind == "unsigned":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureSessionWarning)
+            unsigned = Session(b"")
+        return [apply_frames(unsigned, channel, uuid, marker, tag) for _ in range(COPIES)]
+    if kind == "wrong_key":
+        stranger = Session(os.urandom(32))
+        return [apply_frames(stranger, channel, uuid, marker, tag) for _ in range(COPIES)]
+    if kind == "replayed":
+        frames = apply_frames(Session(key), channel, uuid, marker, tag)
+        return [frames] * (COPIES + 1)  # the first is genuine; the other COPIES are replays
+    if kind == "garbage":
+        # no frame is 9 bytes long, so none can be the delimiter
+        return [[os.urandom(47), os.urandom(3), os.urandom(200)] for _ in range(COPIES)]
+    session = Session(key)
+    out = []
+    for _ in range(COPIES):
+        frames = apply_frames(session, channel, uuid, marker, tag)
+        at = frames.index(b"<IDS|MSG>") + 1  # the signature frame
+        if kind == "truncated_frames":
+            frames = frames[:-1]
+        elif kind == "short_signature":
+            frames[at] = frames[at][:20]
+        else:  # tampered_buffer: same length, one byte changed, after signing
+            last = bytearray(frames[-1])
+            last[len(last) // 2] ^= 0xFF
+            frames[-1] = bytes(last)
+        out.append(frames)
+    return out
+
+
+def flatten(counts: dict[str, Any]) -> Counter[tuple[str, str, str]]:
+    """``rc.drop_counts()`` as a Counter of (where, channel, reason); engines summed."""
+    flat: Counter[tuple[str, str, str]] = Counter()
+    for channel, reasons in counts["controller"].items():
+        for reason, n in reasons.items():
+            flat["controller", channel, reason] += n
+    for per_engine in counts["engines"].values():
+        for channel, reasons in per_engine.items():
+            for reason, n in reasons.items():
+                flat["engines", channel, reason] += n
+    return flat
+
+
+def connect_peer(ctx: zmq.Context[Any], channel: str, info: Any, key: bytes | None) -> zmq.Socket[Any]:
+    """A raw socket of the right kind connected to ``channel``; with ``key``, it passes the gate."""
+    peer = ctx.socket(PEER_KINDS[SOCKET_TYPES[channel]])
+    peer.setsockopt(zmq.LINGER, 0)
+    if key is not None:
+        admit(peer, key)
+    peer.connect(f"tcp://{info['ip']}:{info['ports'][channel]}")
+    return peer
+
+
+def log_lines(path: Path, offset: int) -> list[str]:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace").splitlines()
+
+
+def test_every_kind_of_bad_message_on_every_port_is_dropped_counted_and_never_run(
+    cluster: Cluster, rc: Client, tmp_path: Path, wait_until: Callable[..., Any], cli: CLI
+) -> None:
+    info = read_connection_file(cluster.connection_file)
+    key = Session(info["key"]).key
+    uuid = rc._engines.uuid(0)
+    assert uuid is not None
+    marker = tmp_path / "ran.txt"
+    controller_log = cluster.log_dir / "controller.log"
+    engine_logs = sorted(cluster.log_dir.glob("engine*.log"))
+    log_offsets = {p: p.stat().st_size for p in [controller_log, *engine_logs]}
+    before = flatten(rc.drop_counts())
+    want: Counter[tuple[str, str, str]] = Counter()
+    ctx = zmq.Context()
+    peers: dict[str, zmq.Socket[Any]] = {}
+    strangers: list[zmq.Socket[Any]] = []
+    try:
+        for channel in SENDABLE:
+            peers[channel] = connect_peer(ctx, channel, info, key)
+        # the controller's SUB (iopub_engine) hears a PUB only once its subscription has arrived
+        time.sleep(1.0)
+        for channel, kind in cases():
+            tag = f"{kind}-{channel}"
+            messages = bad_messages(kind, channel, key, uuid, marker, tag)
+            for frames in messages:
+                peers[channel].send_multipart(frames)
+            where, reason = expected(channel, kind)
+            genuine = 1 if kind == "replayed" and channel != "heartbeat_pong" else 0  # no pong is genuine
+            want[where, channel, reason] += len(messages) - genuine
+        # peers without the gate token, sending a genuine request: refused at the handshake,
+        # whether they speak no security mechanism at all or PLAIN with a guessed token
+        for name, options in (
+            ("null", []),
+            ("guessed_token", [(zmq.PLAIN_USERNAME, b"corral"), (zmq.PLAIN_PASSWORD, os.urandom(32).hex().encode())]),
+        ):
+            stranger = ctx.socket(zmq.DEALER)
+            strangers.append(stranger)
+            stranger.setsockopt(zmq.LINGER, 0)
+            for option, value in options:
+                stranger.setsockopt(option, value)
+            events = stranger.get_monitor_socket(HANDSHAKE_EVENTS)
+            stranger.connect(f"tcp://{info['ip']}:{info['ports']['mux']}")
+            stranger.send_multipart(apply_frames(Session(key), "mux", uuid, marker, f"no_token-{name}"))
+            assert events.poll(15_000), f"the gate neither admitted nor refused a peer ({name})"
+            event = zmq.utils.monitor.recv_monitor_message(events)
+            assert event["event"] != zmq.EVENT_HANDSHAKE_SUCCEEDED, f"a peer without the token passed ({name})"
+            stranger.disable_monitor()
+            events.close(linger=0)
+
+        def all_counted() -> bool:
+            now = flatten(rc.drop_counts())
+            return all(now[k] - before[k] >= n for k, n in want.items())
+
+        try:
+            wait_until(all_counted, "every bad message counted under its channel and reason", timeout=30)
+        except AssertionError:
+            now = flatten(rc.drop_counts())
+            short = {k: (now[k] - before[k], n) for k, n in want.items() if now[k] - before[k] < n}
+            raise AssertionError(f"(where, channel, reason): (counted, sent) where short: {short}") from None
+        # the genuine first copies of the replayed requests ran, once each, and nothing else
+        replays = sorted(f"replayed-{channel}" for channel in RUNS)
+        wait_until(
+            lambda: marker.exists() and len(marker.read_text().split()) >= len(replays), "the genuine copies ran"
+        )
+        # one more round trip through every engine's queues: anything queued has run by now
+        assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)
+        assert rc.load_balanced_view().map_sync(abs, range(-8, 0)) == list(range(8, 0, -1))
+        assert sorted(marker.read_text().split()) == replays, "only the genuine copies of replays ran"
+        seen = sorted({name for names in rc[:].apply_sync(hostile_names) for name in names})
+        assert seen == sorted("hostile_" + r.replace("-", "_") for r in replays), "namespaces untouched otherwise"
+    finally:
+        for peer in [*peers.values(), *strangers]:
+            peer.close(linger=0)
+        ctx.term()
+        rc[:].apply_sync(forget_hostile_names)
+
+    # nothing was counted where it should not have been: exactly the copies, per case
+    after = flatten(rc.drop_counts())
+    extra = {k: after[k] - before[k] - n for k, n in want.items() if after[k] - before[k] != n}
+    assert not extra, f"counted more than was sent: {extra}"
+
+    # the CLI shows the same counts
+    out = cli("drops", "--cluster-id", cluster.cluster_id, "--json")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    for (where, channel, reason), _ in want.items():
+        if where == "controller":
+            assert shown[channel][reason] == after[where, channel, reason], (channel, reason, shown)
+        else:
+            total = sum(e.get(channel, {}).get(reason, 0) for e in shown["engines"].values())
+            assert total == after[where, channel, reason], (channel, reason, shown)
+    table = cli("drops", "--cluster-id", cluster.cluster_id)
+    assert table.returncode == 0, table.stderr
+    assert "none of them was executed" in table.stdout
+    for channel in ("mux", "task", "broadcast"):
+        assert re.search(rf"engine \d+\s+{channel}\s+tampered_buffer\s+[\d,]+", table.stdout), table.stdout
+    assert re.search(r"controller\s+heartbeat_pong\s+malformed\s+[\d,]+", table.stdout), table.stdout
+
+    # logs: at most one line a second per (channel, reason), and no traceback anywhere
+    stamps: dict[tuple[str, str], list[datetime]] = {}
+    for path, offset in log_offsets.items():
+        lines = log_lines(path, offset)
+        assert not any("Traceback" in line for line in lines), f"a traceback in {path.name}"
+        if path != controller_log:
+            continue
+        for line in lines:
+            found = re.search(r"dropped a message on (\w+): .* \(\d+ (\w+) so far\)$", line)
+            if found:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                stamps.setdefault((found[1], found[2]), []).append(stamp)
+    logged = {(channel, reason) for where, channel, reason in want if where == "controller"}
+    assert logged <= set(stamps), f"drops not logged at all: {logged - set(stamps)}"
+    for key_, times in stamps.items():
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        assert all(gap >= 0.99 for gap in gaps), f"{key_} logged more than once a second: {gaps}"
+
+
+def _greet(port: int, declared: int, send: int) -> tuple[int, bool]:
+    """Speak ZMTP 3.0 (PLAIN, as a client) to ``port`` without any credentials, and announce a
+    handshake command frame of ``declared`` bytes; stream up to ``send`` bytes of it.
+
+    Returns how many bytes of the frame went out before the controller closed the connection,
+    and whether it did close it.
+    """
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sent = 0
+    closed = False
+    try:
+        greeting = b"\xff" + b"\0" * 8 + b"\x7f" + bytes([3, 0]) + b"PLAIN".ljust(20, b"\0") + b"\0" + b"\0" * 31
+        conn.sendall(greeting + bytes([0x06]) + struct.pack(">Q", declared))  # command, long size
+        chunk = b"\0" * (1 << 20)
+        deadline = time.monotonic() + 20
+        while sent < send and time.monotonic() < deadline:
+            try:
+                conn.sendall(chunk)
+            except OSError:  # reset or broken pipe: the controller hung up
+                closed = True
+                break
+            sent += len(chunk)
+        conn.settimeout(5)
+        if not closed:
+            try:
+                while conn.recv(65536):
+                    pass
+                closed = True
+            except TimeoutError:
+                closed = False
+            except OSError:
+                closed = True
+    finally:
+        conn.close()
+    return sent, closed
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+OVERSIZED = 256 * 1024 * 1024  # declared; far more than any limit below
+
+
+@pytest.mark.parametrize("channel", sorted(set(SOCKET_TYPES) - DATA_CHANNELS))
+def test_an_oversized_frame_before_authentication_is_refused_before_allocation(
+    channel: str, cluster: Cluster, rc: Client
+) -> None:
+    assert cluster.controller is not None
+    pid = cluster.controller.pid
+    port = read_connection_file(cluster.connection_file)["ports"][channel]
+    rss_before = rss_mb(pid)
+    sent, closed = _greet(port, OVERSIZED, OVERSIZED)
+    assert closed, f"the controller kept the connection of a peer announcing a {OVERSIZED}-byte frame on {channel}"
+    # the kernel's socket buffers take a few MB before the hang-up is seen; never the frame
+    assert sent < OVERSIZED // 4, f"{sent} bytes of the frame went out before the controller hung up"
+    assert rss_mb(pid) - rss_before < 32, "the controller allocated the frame"
+    assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)
+
+
+@pytest.mark.timeout(180)
+def test_the_data_channels_refuse_frames_over_max_frame_size_before_authentication(
+    cluster_factory: Callable[..., tuple[Cluster, Client]],
+) -> None:
+    limit = 16 * 1024 * 1024
+    cluster, rc = cluster_factory(1, max_frame_size=limit)
+    assert cluster.controller is not None
+    pid = cluster.controller.pid
+    ports = read_connection_file(cluster.connection_file)["ports"]
+    for channel in sorted(DATA_CHANNELS):
+        rss_before = rss_mb(pid)
+        sent, closed = _greet(ports[channel], OVERSIZED, OVERSIZED)
+        assert closed, f"a {OVERSIZED}-byte frame announced on {channel} was not refused"
+        assert sent < OVERSIZED // 4, (channel, sent)
+        assert rss_mb(pid) - rss_before < 32, f"the controller allocated the frame on {channel}"
+    # admitted peers' frames up to the limit still pass, and the cluster serves
+    assert rc[0].apply_sync(len, b"x" * (limit // 2)) == limit // 2
+
+
+def test_without_a_limit_the_data_channels_take_large_frames_from_admitted_peers(rc: Client) -> None:
+    # the default: no limit on the data channels, so arrays of any size pass (docs/security.md)
+    big = b"\1" * (DEFAULT_MAX_FRAME_SIZE + 1024)
+    assert rc[0].apply_sync(len, big) == len(big)
