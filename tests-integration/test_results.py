@@ -322,6 +322,7 @@ def test_results_of_a_client_killed_with_1000_tasks_outstanding(
     )
     acked = first.wait_for_event("acknowledged")
     assert acked["outstanding"] > 500, "most tasks are still outstanding when the client dies"
+    assert acked["unknown"] == 0, "an acknowledged task is one the hub has stored"
     os.kill(first.proc.pid, signal.SIGKILL)
     first.proc.wait(DEADLINE)
     ids = json.loads(ids_file.read_text())
@@ -438,6 +439,44 @@ def test_a_controller_killed_twice_restores_every_result(
         assert time.monotonic() < deadline, restored.output()
         time.sleep(0.05)
     check(cluster.connection_file)
+
+
+@pytest.mark.timeout(120)
+def test_acknowledged_tasks_of_a_killed_client_survive_a_controller_restart(
+    cluster_factory: Callable[..., Any], processes: Any, tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
+    cluster, client = cluster_factory(2, store="sqlite")
+    ids_file = tmp_path / "ids.json"
+    first = processes.spawn(
+        "submitter", str(PEERS / "results_client.py"), "submit", str(cluster.connection_file), "200", str(ids_file)
+    )
+    acked = first.wait_for_event("acknowledged")
+    assert acked["outstanding"] > 0, "the client dies with acknowledged tasks still to run"
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait(DEADLINE)
+    ids = json.loads(ids_file.read_text())
+    # they all run without their client; then the controller is killed and restarted
+    wait_until(lambda: not client.result_status(ids)["pending"], "every acknowledged task ran")
+    client.close()
+    os.kill(cluster.controller.pid, signal.SIGKILL)
+    cluster.restart_controller_sync()
+    with Client(cluster.connection_file, timeout=DEADLINE) as fresh:
+        assert fresh.get_result(ids).get(DEADLINE) == [i * i for i in range(200)]
+
+
+def test_an_acknowledgement_comes_before_the_reply_and_a_reply_acknowledges(rc: Client) -> None:
+    ar = rc[0].apply_async(nap, 3, "done")
+    assert ar.wait_for_ack(DEADLINE), "the controller acknowledged the stored request"
+    assert not ar.ready(), "long before its reply"
+    assert rc.result_status(ar.msg_ids)["pending"] == ar.msg_ids
+    assert ar.get(DEADLINE) == "done"
+    quick = rc.load_balanced_view().map_async(abs, range(-20, 0))
+    assert quick.wait_for_ack(DEADLINE)
+    assert quick.get(DEADLINE) == list(range(20, 0, -1))
+    assert quick.acknowledged
+    broadcast = rc.broadcast_view().apply_async(abs, -1)
+    assert broadcast.get(DEADLINE) == [1] * len(rc.ids)
+    assert broadcast.acknowledged, "a reply acknowledges its request"
 
 
 def test_the_controller_refuses_a_bad_store_with_a_clear_error(cli: Any, tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """A client in its own process, for tests-integration/test_results.py.
 
 ``results_client.py submit CONNECTION_FILE N OUT``: send N load-balanced tasks (task ``i``
-sleeps 10 ms and returns ``i * i``), write their msg_ids to OUT as JSON, wait until the hub
-knows every one of them (``result_status``: none ``unknown``), print ``acknowledged`` with the
-number still outstanding, then sleep until killed (the test kills it with SIGKILL while most
-tasks are still outstanding).
+sleeps 10 ms and returns ``i * i``), write their msg_ids to OUT as JSON, wait until the
+controller has acknowledged every one (``AsyncResult.wait_for_ack``), print ``acknowledged``
+with the number still outstanding and how many the hub does not know (``result_status``:
+``unknown``, which an acknowledgement rules out), then sleep until killed (the test kills it
+with SIGKILL while most tasks are still outstanding).
 
 ``results_client.py fetch CONNECTION_FILE IDS``: fetch the results of the msg_ids in the JSON
 file IDS with ``get_result`` and print ``fetched`` with each result (a value, or the error's
@@ -35,12 +36,12 @@ def submit(connection_file: str, n: int, out: Path) -> None:
     msg_ids = [ar.msg_ids[0] for ar in ars]
     out.write_text(json.dumps(msg_ids))
     deadline = time.monotonic() + 30
-    while rc.result_status(msg_ids)["unknown"]:
-        if time.monotonic() > deadline:
+    for ar in ars:
+        if not ar.wait_for_ack(max(0.0, deadline - time.monotonic())):
             report("not-acknowledged")
             return
-        time.sleep(0.02)
-    report("acknowledged", n=n, outstanding=len(rc.outstanding))
+    outstanding = len(rc.outstanding)
+    report("acknowledged", n=n, outstanding=outstanding, unknown=len(rc.result_status(msg_ids)["unknown"]))
     time.sleep(120)
 
 

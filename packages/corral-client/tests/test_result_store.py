@@ -34,3 +34,27 @@ def test_purge_forgets_finished_requests_only() -> None:
     assert store.history == ["s_4", "s_5"], "only pending requests stay in the history"
     store.complete(reqs[4], value=4)
     assert store.results == {"s_4": 4}, "a request pending during the purge still completes"
+
+
+def test_acknowledgements_and_replies_acknowledge_requests() -> None:
+    import threading
+
+    from corral.wire import Session
+
+    store = ResultStore()
+    reqs = _requests(store, 3)
+    assert not store.acknowledged(reqs)
+    assert not store.wait_for_ack(reqs, 0.05), "nothing acknowledged yet: the timeout passes"
+    session = Session(b"k" * 32)
+    ack = session.msg("submission_ack", {"msg_ids": ["s_0", "s_2", "not mine"]})
+    store.handle_ack(ack)
+    assert [r.acked for r in reqs] == [True, False, True]
+    assert not store.acknowledged(reqs)
+    later = threading.Timer(0.1, lambda: store.complete(reqs[1], value=1))
+    later.start()
+    try:
+        assert store.wait_for_ack(reqs, 10), "a reply acknowledges its request too"
+    finally:
+        later.join()
+    assert store.acknowledged(reqs)
+    store.handle_ack(session.msg("submission_ack", {"msg_ids": "s_0"}))  # not a list: ignored

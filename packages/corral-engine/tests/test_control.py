@@ -147,3 +147,24 @@ def test_unknown_control_request(controller: Any, engine: Engine) -> None:
     reply = control(controller, "reboot_request")
     assert reply.msg_type == "reboot_reply"
     assert reply.content["status"] == "error"
+
+
+def test_drops_request_reports_what_the_engine_dropped(controller: Any, engine: Engine) -> None:
+    reply = control(controller, "drops_request")
+    assert reply.msg_type == "drops_reply"
+    assert reply.content == {"status": "ok", "drops": {}}
+    # an apply_request whose buffer was changed after signing: the controller's relays pass it
+    # (they check the MAC, not buffers); the engine drops it and counts it
+    controller.send("mux", "clear_request")  # the mux hello has arrived once this is sent
+    msg = controller.session.msg("apply_request", {"serializer": "pickle"})
+    frames = controller.session.serialize(msg, [b"a pickled call"], [controller.uuid(), b"client"])
+    frames[-1] = b"a pickled cal!"
+    sock = controller.sockets["mux_engine"]
+    controller.reactor.call_soon_threadsafe(lambda: sock.send_multipart(frames))
+    deadline = time.monotonic() + 10
+    while True:
+        drops = control(controller, "drops_request").content["drops"]
+        if drops or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert drops == {"mux": {"tampered_buffer": 1}}

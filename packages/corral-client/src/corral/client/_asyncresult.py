@@ -170,6 +170,51 @@ class AsyncResult(Future[Any]):
         """Return whether every request has its reply."""
         return self.done()
 
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the controller has stored every request of this result.
+
+        A stored request no longer depends on this client: it runs, and any client can fetch its
+        result by msg_id (``rc.get_result``), with the SQLite store across a controller restart
+        too. The controller acknowledges requests in batches, within about 20 ms of storing
+        them; a reply acknowledges its request too. Broadcast requests are not stored by the
+        hub, so they are acknowledged only by their replies.
+        """
+        return self._client._store.acknowledged(self._requests)
+
+    def wait_for_ack(self, timeout: float | None = -1) -> bool:
+        """Wait until the controller has stored every request of this result (see :attr:`acknowledged`).
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most; -1 or None: no limit.
+
+        Returns
+        -------
+        bool
+            Whether every request is acknowledged (False: the timeout passed first).
+
+        Raises
+        ------
+        RuntimeError
+            If called from a done-callback (the IO thread), where no acknowledgement can arrive.
+        ControllerLost
+            If the connection to the controller is lost while waiting.
+
+        Examples
+        --------
+        >>> ar = lview.map_async(simulate, params)  # doctest: +SKIP
+        >>> ar.wait_for_ack(10)                      # now this script may exit
+        True
+        """
+        if self._client._io.in_io_thread and not self.acknowledged:
+            raise RuntimeError(
+                "cannot wait for an acknowledgement in the client's IO thread (inside a done-callback): "
+                "it would never arrive"
+            )
+        return self._client._store.wait_for_ack(self._requests, _timeout(timeout))
+
     def successful(self) -> bool:
         """Return whether the call completed without raising.
 

@@ -380,7 +380,10 @@ class IOThread:
 
     def _on_replies(self, msgs: list[Message]) -> None:
         for msg in msgs:
-            self.store.handle_reply(msg)
+            if msg.msg_type == "submission_ack":
+                self.store.handle_ack(msg)
+            else:
+                self.store.handle_reply(msg)
 
     def _on_output(self, sock: zmq.Socket[Any]) -> None:
         for msg in self._recv_all(sock):

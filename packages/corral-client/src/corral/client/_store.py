@@ -30,6 +30,7 @@ class Request:
     """One message sent to one engine (or to the hub), and its outcome once it is done."""
 
     __slots__ = (
+        "acked",
         "done",
         "engine_id",
         "engine_uuid",
@@ -54,6 +55,8 @@ class Request:
         wire_id: str | None = None,
     ) -> None:
         self.msg_id = msg_id
+        #: the controller has stored it (a ``submission_ack`` or any reply said so)
+        self.acked = False
         #: the msg_id of the message on the wire, when several requests share one (broadcast)
         self.wire_id = wire_id or msg_id
         self.msg_type = msg_type
@@ -213,6 +216,49 @@ class ResultStore:
                     self._cond.wait(remaining)
             finally:
                 self._waiters -= 1
+
+    def acknowledged(self, requests: Iterable[Request]) -> bool:
+        """Whether the controller has stored every one of ``requests`` (a reply counts too)."""
+        return all(r.acked or r.done for r in requests)
+
+    def wait_for_ack(self, requests: Iterable[Request], timeout: float | None) -> bool:
+        """Block until the controller has stored all ``requests``; False if ``timeout`` passed first.
+
+        Raises
+        ------
+        ControllerLost
+            If the connection to the controller is lost while waiting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        left = list(requests)
+        with self._cond:
+            self._waiters += 1
+            try:
+                while True:
+                    left = [r for r in left if not (r.acked or r.done)]
+                    if not left:
+                        return True
+                    self.raise_if_lost()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._waiters -= 1
+
+    def handle_ack(self, msg: Message) -> None:
+        """A ``submission_ack``: the controller stored the msg_ids it lists (IO thread)."""
+        msg_ids = msg.content.get("msg_ids")
+        if not isinstance(msg_ids, list):
+            log.debug("ignoring a submission_ack without a list of msg_ids")
+            return
+        with self._cond:
+            for msg_id in msg_ids:
+                req = self._requests.get(msg_id) if isinstance(msg_id, str) else None
+                if req is not None:
+                    req.acked = True
+            if self._waiters:
+                self._cond.notify_all()
 
     def add_output_callback(self, msg_id: str, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
         """Call ``callback(msg_id, msg_type, content)`` for each iopub message of request ``msg_id``."""

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import zmq
 
+from corral.hub.acks import Acknowledger
 from corral.hub.engines import EngineRecord, EngineTable
 from corral.hub.heartbeat import HeartMonitor
 from corral.hub.store import MemoryStore, Record, ResultStore
@@ -146,6 +147,8 @@ class Hub:
         #: seconds between sweeps of shared-memory segments whose receiver died
         self.shm_sweep_period = 5.0
         self.completed: dict[str, int] = {}
+        #: acknowledges stored requests to their clients (its ``sockets`` say on which channels)
+        self.acks = Acknowledger(session)
         self._last_reply: tuple[RawMessage | None, str | None] = (None, None)
         self._reactor: Reactor | None = None
         self._fast_ping: Timer | None = None
@@ -153,6 +156,7 @@ class Hub:
     def register(self, reactor: Reactor) -> None:
         """Start serving on ``reactor``."""
         self._reactor = reactor
+        self.acks.register(reactor)
         reactor.add_socket(self.registration_socket, self._on_registration)
         self.heart.register(reactor)
         if getattr(self.store, "retention", None) is not None:
@@ -214,6 +218,8 @@ class Hub:
                 header if type(header) is bytes else header.bytes,
             )
         )
+        if not (engine and channel == "task"):  # a task is reported again when it reaches an engine
+            self.acks.stored(channel, client, raw.header["msg_id"])
 
     def reply(self, channel: str, raw: RawMessage, client: bytes, engine: bytes) -> bool:
         """Store a reply; return False when it answers a request already failed by the hub."""
@@ -221,6 +227,7 @@ class Hub:
         self._last_reply = (raw, msg_id)
         if msg_id is None:
             return True
+        self.acks.answered(msg_id)
         if self.store.complete(msg_id, raw.frames) is None:
             record = self.store.get(msg_id)
             if record is not None and record.done:
@@ -269,6 +276,7 @@ class Hub:
             return
         if self.store.get(msg_id) is None:
             self.store.add_request(Record(msg_id, channel, client, engine, dict(request_header)))
+        self.acks.answered(msg_id)
         self.store.complete(msg_id, None, parts)
         if delivered:
             self.store.mark_collected(msg_id)

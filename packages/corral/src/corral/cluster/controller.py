@@ -345,6 +345,8 @@ class Controller:
         self.control.on_request = task.abort_request
         hub.on_live.append(engine_live)
         hub.on_lost.append(engine_lost)
+        # stored requests are acknowledged to their clients on the channel they came in on
+        hub.acks.sockets.update({"mux": s["mux"], "task": s["task"], "control": s["control"]})
         hub.reply_senders["mux"] = self.mux.send_reply
         hub.reply_senders["control"] = self.control.send_reply
         hub.unassigned = task.unassigned
