@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal as _signal
 import weakref
@@ -21,6 +22,7 @@ from corral.client._executor import ViewExecutor
 from corral.client._ioloop import IOThread
 from corral.client._lbview import LoadBalancedView
 from corral.client._metadata import Metadata, utcnow
+from corral.client._resync import resync
 from corral.client._store import Request, ResultStore, client_closed_error
 from corral.wire.connection import ConnectionInfo, channel_url
 from corral.wire.errors import CorralError, unwrap_exception
@@ -119,6 +121,8 @@ class Client:
             context or zmq.Context.instance(), info, self.session, self._store, self._engines, self.timeout
         )
         self._finalizer = weakref.finalize(self, self._io.stop)
+        # a weak reference: the IO thread must not keep the client alive (the finalizer above)
+        self._io.on_reconnect = functools.partial(resync, weakref.ref(self))
         self._io.start()
         try:
             self._connect(source)

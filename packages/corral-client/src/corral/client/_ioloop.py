@@ -135,6 +135,8 @@ class IOThread:
     ) -> None:
         self.session = session
         self.connect_grace = connect_grace
+        #: called in this thread when the controller answers again after being lost
+        self.on_reconnect: Callable[[], None] | None = None
         self.store = store
         self.engines = engines
         self.reactor = Reactor(context)
@@ -412,6 +414,8 @@ class IOThread:
                 if self.store.lost is not None:
                     log.warning("the controller at %s answers again", self._url)
                     self.store.set_lost(None)
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
 
     def _check_lost(self) -> None:
         down = self._down_since

@@ -217,6 +217,11 @@ class ResultStore:
             finally:
                 self._waiters -= 1
 
+    def pending_msg_ids(self) -> list[str]:
+        """msg_ids of requests still waiting for a reply that the hub stores (broadcasts excluded)."""
+        with self._cond:
+            return [m for m, r in self._pending.items() if r.wire_id == m]
+
     def acknowledged(self, requests: Iterable[Request]) -> bool:
         """Whether the controller has stored every one of ``requests`` (a reply counts too)."""
         return all(r.acked or r.done for r in requests)
