@@ -168,3 +168,9 @@ def test_drops_request_reports_what_the_engine_dropped(controller: Any, engine: 
             break
         time.sleep(0.05)
     assert drops == {"mux": {"tampered_buffer": 1}}
+    # the request was not run, but answered: its header is authentic, so nobody waits forever
+    refused = controller.reply(msg.msg_id)
+    assert refused.msg_type == "apply_reply"
+    assert refused.content["status"] == "error"
+    assert refused.content["ename"] == "MessageRejected"
+    assert "tampered_buffer" in refused.content["evalue"]

@@ -21,6 +21,7 @@ from typing import Any, Final
 import zmq
 
 from corral.engine.control import Control
+from corral.engine.refusal import answer_refused
 from corral.engine.signals import block_in_this_thread
 from corral.wire import ConnectionInfo, MessageRejected, Session, channel_url, harden
 from corral.wire.gate import admit
@@ -178,8 +179,13 @@ class Dispatcher:
                 msg = self.session.recv(sock, zmq.NOBLOCK, channel="control")
             except zmq.Again:
                 return
-            except MessageRejected:
-                continue  # counted and logged by the session; never acted on
+            except MessageRejected as err:
+                # counted and logged by the session; never acted on, but answered when authentic
+                info = self.control.engine_info
+                answer_refused(
+                    self.session, sock, err, {"engine_id": info["engine_id"], "engine_uuid": info["engine_uuid"]}
+                )
+                continue
             reply = self.control.handle(msg)
             meta = {**self.control.engine_info, "status": reply.content.get("status")}
             out = self.session.msg(reply.msg_type, reply.content, parent=msg, metadata=meta)

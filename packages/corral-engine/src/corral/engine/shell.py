@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 import zmq
 
 from corral.engine.inbox import Inbox
+from corral.engine.refusal import answer_refused
 from corral.wire import ConnectionInfo, MessageRejected, Session, channel_url, harden
 from corral.wire.gate import admit
 
@@ -146,8 +147,10 @@ class Shell:
         while _readable(sock):
             try:
                 msg = session.recv(sock, _NOBLOCK, channel=channel)
-            except MessageRejected:
-                continue  # counted and logged by the session; never executed
+            except MessageRejected as err:
+                # counted and logged by the session; never executed, but answered when authentic
+                answer_refused(session, sock, err, {"engine_uuid": self._uuid})
+                continue
             except zmq.Again:
                 break
             inbox.put(channel, msg)

@@ -92,13 +92,21 @@ class MessageRejected(WireError):
         One of :data:`REJECT_REASONS`; receivers count drops per reason.
     detail
         A human-readable explanation.
+    header, idents
+        The dropped message's header and routing identities, when they could be read (and, but
+        for a version mismatch, authenticated: only a tampered buffer is dropped after its MAC
+        checked out), so that a receiver can still answer the sender; None and empty otherwise.
     """
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, reason: str, detail: str = "", *, header: dict[str, Any] | None = None, idents: Sequence[bytes] = ()
+    ) -> None:
         if reason not in REJECT_REASONS:
             raise ValueError(f"unknown rejection reason {reason!r}; expected one of {REJECT_REASONS}")
         self.reason = reason
         self.detail = detail
+        self.header = header
+        self.idents = list(idents)
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
@@ -107,9 +115,8 @@ class ProtocolVersionError(MessageRejected):
 
     def __init__(self, detail: str, *, peer_version: str = "", header: dict[str, Any] | None = None) -> None:
         self.peer_version = peer_version
-        #: the peer's decoded header when one could be read, so a receiver can still reply
-        self.header = header
-        super().__init__("incompatible_version", detail)
+        # header: the peer's decoded header when one could be read, so a receiver can still reply
+        super().__init__("incompatible_version", detail, header=header)
 
 
 class SerializationError(WireError):

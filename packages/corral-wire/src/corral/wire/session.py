@@ -614,7 +614,13 @@ class Session:
                 for i in range(len(buffers)):  # no loop variable: a failure's traceback holds no buffer
                     want = digests[i * dsize : (i + 1) * dsize]
                     if not self.signer.verify(buffers[i], want):
-                        raise MessageRejected("tampered_buffer", f"buffer {i} does not match its signed digest")
+                        # the MAC checked out, so the header is the sender's: say which message
+                        raise MessageRejected(
+                            "tampered_buffer",
+                            f"buffer {i} does not match its signed digest",
+                            header=dict(header),
+                            idents=idents,
+                        )
         except MessageRejected as err:
             buffers.clear()  # the error's traceback must not keep mapped segments in use
             self.reject(channel, err)
