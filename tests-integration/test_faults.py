@@ -394,7 +394,8 @@ def test_an_old_client_s_pending_results_complete_after_a_restore(
     assert cluster.controller is not None
     finished = rc[0].apply_async(lambda: "finished before")
     assert finished.get(DEADLINE) == "finished before"
-    running = rc[0].apply_async(announce_and_sleep, 30)
+    # still running when the controller dies; done a few seconds later, when the engine is free
+    running = rc[0].apply_async(announce_and_sleep, 5)
     wait_until(lambda: "running" in running.stdout, "the request runs")
     os.kill(cluster.controller.pid, signal.SIGKILL)
     with pytest.raises(ControllerLost):
@@ -411,7 +412,8 @@ def test_an_old_client_s_pending_results_complete_after_a_restore(
 
 
 def _serves(rc: Client) -> bool:
+    """Whether engine 0 answers a trivial request within 5 s."""
     try:
-        return bool(rc[0].apply_sync(lambda: True))
-    except (EngineError, IndexError, CorralError):
+        return bool(rc[0].apply_async(lambda: True).get(5))
+    except (IndexError, CorralError, TimeoutError):  # not registered (yet), or still busy
         return False

@@ -19,11 +19,13 @@ Every request is an apply of a function that, if it ever ran, appends its tag to
 and sets a name in the engine's namespace. The tests check that nothing ran (only the first
 copy of each replayed request), that each drop is counted under its socket's channel and
 reason in ``rc.drop_counts()`` and ``corral drops``, that the controller logs at most one line
-a second per (channel, reason) and no traceback, and that the cluster keeps serving. A peer
-without the gate token is refused at the handshake; frames too large for a socket are refused,
-from a peer that never authenticated, before the controller allocates them.
+a second per (channel, reason) and no traceback, that a tampered request is answered with an
+error (so nothing waits for it forever), and that the cluster keeps serving. A peer without the
+gate token is refused at the handshake; frames too large for a socket are refused, from a peer
+that never authenticated, before the controller allocates them.
 
-One shared cluster serves the module; every check compares counts before and after.
+One case per port, all on the session's shared cluster (one more cluster for the frame limit
+of the data channels); every check compares counts before and after.
 """
 
 from __future__ import annotations
@@ -465,7 +467,11 @@ def test_an_oversized_frame_before_authentication_is_refused_before_allocation(
     assert closed, f"the controller kept the connection of a peer announcing a {OVERSIZED}-byte frame on {channel}"
     # the kernel's socket buffers take a few MB before the hang-up is seen; never the frame
     assert sent < OVERSIZED // 4, f"{sent} bytes of the frame went out before the controller hung up"
-    assert rss_mb(pid) - rss_before < 32, "the controller allocated the frame"
+    growth = rss_mb(pid) - rss_before
+    assert growth < 32, "the controller allocated the frame"
+    print(
+        f"{channel}: hung up after {sent / 2**20:.0f} MiB of a {OVERSIZED / 2**20:.0f} MiB frame; RSS {growth:+.1f} MB"
+    )
     assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)
 
 
@@ -483,7 +489,9 @@ def test_the_data_channels_refuse_frames_over_max_frame_size_before_authenticati
         sent, closed = _greet(ports[channel], OVERSIZED, OVERSIZED)
         assert closed, f"a {OVERSIZED}-byte frame announced on {channel} was not refused"
         assert sent < OVERSIZED // 4, (channel, sent)
-        assert rss_mb(pid) - rss_before < 32, f"the controller allocated the frame on {channel}"
+        growth = rss_mb(pid) - rss_before
+        assert growth < 32, f"the controller allocated the frame on {channel}"
+        print(f"{channel} (limit {limit / 2**20:.0f} MiB): hung up after {sent / 2**20:.0f} MiB; RSS {growth:+.1f} MB")
     # admitted peers' frames up to the limit still pass, and the cluster serves
     assert rc[0].apply_sync(len, b"x" * (limit // 2)) == limit // 2
 
