@@ -30,6 +30,7 @@ of the data channels); every check compares counts before and after.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -55,7 +56,7 @@ from corral.wire.serialize import pack_apply_message
 from corral.wire.session import DEFAULT_MAX_FRAME_SIZE, InsecureSessionWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from conftest import CLI
 
@@ -493,10 +494,25 @@ def test_the_data_channels_refuse_frames_over_max_frame_size_before_authenticati
         assert growth < 32, f"the controller allocated the frame on {channel}"
         print(f"{channel} (limit {limit / 2**20:.0f} MiB): hung up after {sent / 2**20:.0f} MiB; RSS {growth:+.1f} MB")
     # admitted peers' frames up to the limit still pass, and the cluster serves
-    assert rc[0].apply_sync(len, b"x" * (limit // 2)) == limit // 2
+    with framed_client(cluster) as framed:
+        assert framed[0].apply_sync(len, b"x" * (limit // 2)) == limit // 2
+    assert rc[0].apply_sync(len, b"small") == 5
 
 
-def test_without_a_limit_the_data_channels_take_large_frames_from_admitted_peers(rc: Client) -> None:
+def test_without_a_limit_the_data_channels_take_large_frames_from_admitted_peers(cluster: Cluster) -> None:
     # the default: no limit on the data channels, so arrays of any size pass (docs/security.md)
     big = b"\1" * (DEFAULT_MAX_FRAME_SIZE + 1024)
-    assert rc[0].apply_sync(len, big) == len(big)
+    with framed_client(cluster) as framed:
+        assert framed[0].apply_sync(len, big) == len(big)
+
+
+@contextlib.contextmanager
+def framed_client(cluster: Cluster) -> Iterator[Client]:
+    """A client that sends every buffer as a frame (``CORRAL_SHM=0``), never through shared memory."""
+    from corral.client import Client
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CORRAL_SHM", "0")
+        client = Client(cluster.connection_file, timeout=30)
+    with client:
+        yield client

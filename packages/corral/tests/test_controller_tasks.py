@@ -45,6 +45,8 @@ class Rig:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.session = Session(self.info["key"], scheme=self.info["signature_scheme"])
         self.sockets = {c: self.connect(c) for c in ("task", "mux", "registration", "broadcast", "control")}
+        #: msg_ids the controller acknowledged (submission_ack), in order
+        self.acked: list[str] = []
 
     def connect(self, channel: str) -> zmq.Socket[Any]:
         sock = admit(self.ctx.socket(zmq.DEALER), bytes.fromhex(self.info["key"]))
@@ -74,8 +76,15 @@ class Rig:
         return msg.msg_id
 
     def recv(self, channel: str = "task", timeout: float = 10) -> Message:
-        assert self.sockets[channel].poll(int(timeout * 1000)), f"nothing arrived on {channel}"
-        return self.session.recv(self.sockets[channel])
+        """The next reply on ``channel``; the controller's acknowledgements are skipped, and kept."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            assert self.sockets[channel].poll(int(left * 1000)), f"nothing arrived on {channel}"
+            msg = self.session.recv(self.sockets[channel])
+            if msg.msg_type != "submission_ack":
+                return msg
+            self.acked.extend(msg.content["msg_ids"])
 
     def ask(self, msg_type: str, content: dict[str, Any]) -> Message:
         self.session.send(self.sockets["registration"], msg_type, content)
