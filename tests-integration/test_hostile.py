@@ -179,15 +179,17 @@ def bad_messages(kind: str, channel: str, key: bytes, uuid: str, marker: Path, t
     out = []
     for _ in range(COPIES):
         frames = apply_frames(session, channel, uuid, marker, tag)
-        at = frames.index(b"<IDS|MSG>") + 1  # the signature frame
+        at = frames.index(b"<IDS|MSG>") + 1  # the signature frame follows the delimiter (protocol.md)
         if kind == "truncated_frames":
             frames = frames[:-1]
         elif kind == "short_signature":
             frames[at] = frames[at][:20]
-        else:  # tampered_buffer: same length, one byte changed, after signing
-            last = bytearray(frames[-1])
-            last[len(last) // 2] ^= 0xFF
-            frames[-1] = bytes(last)
+        else:  # tampered_buffer: the pickled call, found by its bytes, has one byte changed after signing
+            pickled = bytes(pack_apply_message(leave_mark, (str(marker), tag), {})[0])
+            at = frames.index(pickled)
+            changed = bytearray(pickled)
+            changed[len(changed) // 2] ^= 0xFF
+            frames[at] = bytes(changed)
         out.append(frames)
     return out
 
