@@ -23,7 +23,7 @@ import time
 import uuid as _uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import zmq
 
@@ -35,7 +35,7 @@ from corral.engine.heart import Heart
 from corral.engine.inbox import Inbox
 from corral.engine.iopub import IOPub
 from corral.engine.namespace import new_namespace
-from corral.engine.registration import register
+from corral.engine.registration import Registration, register
 from corral.engine.shell import Shell
 from corral.engine.signals import SignalHandlers, UserCodeGuard
 from corral.wire import ConnectionInfo, Session, channel_url, read_connection_file
@@ -395,6 +395,7 @@ class Engine:
             curve_server_key=self._info.get("curve_public_key"),
         )
         self._id = reg.id
+        self._info = _with_broadcast_leaf(self._info, reg)
         engine_info = {"engine_id": reg.id, "engine_uuid": self._uuid}
         self._iopub = IOPub(
             self._session,
@@ -466,9 +467,14 @@ class Engine:
                 self._request_stop(f"the restarted controller gave this engine id {reg.id}, not {self._id}")
                 return
             # the new controller's schedulers learn of the request sockets from their hellos
+            info = _with_broadcast_leaf(self._info, reg)
+            moved = info["ports"].get("broadcast_engine") != self._info["ports"].get("broadcast_engine")
+            self._info = info
             if self._shell is not None:
                 with self._shell.borrow() as got:
                     if got:
+                        if moved:  # the new controller's broadcast leaf for this engine is elsewhere
+                            self._shell.reconnect("broadcast", channel_url(info, "broadcast_engine"))
                         self._shell.say_hello()
             if self._dispatcher is not None:
                 self._dispatcher.say_hello()
@@ -571,3 +577,18 @@ class Engine:
                 self._state = "stopped"
             self._finished.set()
             log.info("engine %s stopped: %s", self._id, self._stop_reason or "stopped")
+
+
+def _with_broadcast_leaf(info: ConnectionInfo, reg: Registration) -> ConnectionInfo:
+    """Return ``info`` with the broadcast port the registration reply names, if it names one.
+
+    A controller with a broadcast tree (docs/decisions.md, "The broadcast tree") tells each
+    engine the port of the leaf that serves it, on the controller's address; the connection
+    file keeps the root's port, which clients and older engines use.
+    """
+    port = reg.content.get("broadcast_engine_port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return info
+    new = cast(ConnectionInfo, dict(info))
+    new["ports"] = {**info["ports"], "broadcast_engine": port}
+    return new

@@ -76,6 +76,7 @@ class Shell:
         self.lock = threading.Lock()
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         self._channels: dict[zmq.Socket[Any], str] = {}
+        self._urls: dict[str, str] = {}
         self._poller = zmq.Poller()
         self._wanted = False
         self._returned = threading.Event()
@@ -106,7 +107,8 @@ class Shell:
                 sock.setsockopt(zmq.IDENTITY, identity)
                 self.sockets[channel] = sock
                 self._channels[sock] = channel
-                sock.connect(channel_url(info, name))
+                self._urls[channel] = channel_url(info, name)
+                sock.connect(self._urls[channel])
                 self._poller.register(sock, zmq.POLLIN)
             for sock in self.sockets.values():
                 session.send(sock, "engine_hello", {"uuid": uuid})
@@ -174,6 +176,24 @@ class Shell:
                     sock.send(frame, flags, copy=memoryview(frame).nbytes < _COPY_BELOW)
         except zmq.ZMQError as err:
             log.warning("could not send a reply on %s: %s", channel, err)
+
+    def reconnect(self, channel: str, url: str) -> None:
+        """Connect ``channel``'s socket to ``url`` instead of where it was (lock held).
+
+        A restarted controller with a broadcast tree may serve this engine's broadcasts from a
+        leaf at another port; the registration reply says which.
+        """
+        sock = self.sockets.get(channel)
+        if sock is None or self._closed:
+            return
+        old = self._urls.get(channel)
+        if old == url:
+            return
+        if old is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disconnect(old)
+        sock.connect(url)
+        self._urls[channel] = url
 
     def say_hello(self) -> None:
         """Send ``engine_hello`` on every request socket again (lock held), e.g. to a controller

@@ -138,6 +138,8 @@ class Hub:
         self.reply_senders: dict[str, ReplySender] = {}
         #: how many tasks a scheduler holds that are on no engine yet (queue_status's unassigned)
         self.unassigned: Callable[[], int] | None = None
+        #: extra fields for an engine's registration reply (e.g. where its broadcast leaf is)
+        self.registration_extra: Callable[[EngineRecord], Mapping[str, Any]] | None = None
         #: called when a client asks the controller to stop
         self.on_shutdown: Callable[[], None] | None = None
         #: called with the msg_ids a client purged (None: everything), so schedulers forget them too
@@ -438,11 +440,11 @@ class Hub:
         record.shm = shm if isinstance(shm, str) and len(shm) <= _MAX_SHM_ADDRESS else ""
         log.info("engine %d (%s) registering from %s pid %s", record.id, uuid, record.hostname, pid)
         self._start_fast_ping()
-        self._reply(
-            msg,
-            "registration_reply",
-            {"id": record.id, "heartbeat_period": self.heartbeat_period, "heartbeat_misses": self.heartbeat_misses},
-        )
+        content: dict[str, Any] = {}
+        if self.registration_extra is not None:
+            content.update(self.registration_extra(record))
+        content.update(id=record.id, heartbeat_period=self.heartbeat_period, heartbeat_misses=self.heartbeat_misses)
+        self._reply(msg, "registration_reply", content)
 
     def _engine_exit(self, msg: Message) -> None:
         record = self.engines.get(str(msg.content.get("uuid")))

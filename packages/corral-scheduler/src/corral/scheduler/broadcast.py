@@ -1,51 +1,178 @@
-"""The broadcast scheduler: one request from a client reaches many engines.
+"""The broadcast scheduler: one request from a client reaches many engines, through a tree.
 
 A client sends one request on ``broadcast`` naming its engines in ``header["sched"]["targets"]``
-(engine ids; null or absent: every engine). The scheduler sends each engine the same frames with
-a new envelope, and forwards every engine's reply to the client as it comes::
+(engine ids; null or absent: every engine). With ``depth == 0`` the root (in the controller)
+sends each engine the same frames with a new envelope, and forwards every engine's reply to the
+client as it comes::
 
     client DEALER sends              [DELIM, sig, header, ...]
     broadcast ROUTER receives        [client_id, DELIM, ...]
     broadcast_engine ROUTER sends    [engine_uuid, client_id, DELIM, sig', ...]   (per engine)
     broadcast ROUTER sends           [client_id, DELIM, ...reply]                 (per engine)
 
+With ``depth >= 1`` the root's ``broadcast_engine`` socket faces *nodes* instead: processes
+(:mod:`corral.scheduler.broadcast_node`) that each run a :class:`BroadcastNode`, ``fanout``
+children per node, ``depth`` levels; the last level (the leaves) faces engines, each leaf a
+fixed subset of them (:meth:`TreeShape.leaf_of`). The root sends one copy of a request per
+child that has a targeted engine below it, each node one copy per such child, each leaf one per
+engine::
+
+    root  -> node      [node_id, client_id, DELIM, sig', ...]        (per child)
+    node  -> engine    [engine_uuid, client_id, DELIM, sig'', ...]   (at a leaf, per engine)
+    engine -> leaf     [engine_uuid, client_id, DELIM, ...reply]
+    node  -> parent    [engine_uuid, client_id, DELIM, sig''', ...reply]
+    root receives      [node_id, engine_uuid, client_id, DELIM, ...reply]
+
+Every hop checks the signature and replay counter and decodes the header only
+(:meth:`Session.route <corral.wire.session.Session.route>`), and re-signs the untouched frames
+(:meth:`Session.forward <corral.wire.session.Session.forward>`). Messages the root sends a node
+without a client identity are the tree's own: ``broadcast_engine_added`` and
+``broadcast_engine_lost`` tell the nodes on the way to a leaf which engines it serves.
+
 Replies share the request's msg_id as their parent; their metadata's ``engine_id`` tells them
-apart. A target that is not a live engine, or an engine that leaves before replying, gets an
-``EngineError`` reply made here, so the client gets exactly one reply per target.
+apart. The root keeps every (request, engine) pair until its reply passes: a target that is not a
+live engine, an engine that leaves before replying, or one whose node process died gets an
+``EngineError`` reply made there, so the client gets exactly one reply per target.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import zmq
 
 from corral.scheduler.monitor import Monitor, NullMonitor
 from corral.scheduler.relay import drain
-from corral.wire import MessageRejected, Session
+from corral.wire import Message, MessageRejected, RawMessage, Session
 from corral.wire.errors import EngineError, error_reply
 from corral.wire.session import parent_msg_id
 
-__all__ = ["BroadcastScheduler"]
+__all__ = ["BroadcastNode", "BroadcastScheduler", "TreeShape", "node_identity"]
 
 log = logging.getLogger(__name__)
 
+#: The tree's own messages (root to nodes), sent without a client identity.
+ENGINE_ADDED = "broadcast_engine_added"
+ENGINE_LOST = "broadcast_engine_lost"
+#: What a node says to its parent once its upward socket is connected.
+NODE_HELLO = "broadcast_node_hello"
+_HELLOS = frozenset({"engine_hello", NODE_HELLO})
+
+
+def node_identity(level: int, index: int) -> bytes:
+    """Return the routing identity of the node at ``level`` (1 = the root's children), ``index``."""
+    return f"corral-broadcast-node-{level}-{index}".encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class TreeShape:
+    """The shape of a broadcast tree: ``fanout`` children per node, ``depth`` levels below the root.
+
+    ``depth == 0`` is a single node (the root sends to engines itself). Nodes at level ``l``
+    (``1 <= l <= depth``) are numbered ``0 .. fanout**l - 1``; node ``j`` of level ``l`` has
+    children ``j*fanout .. j*fanout + fanout - 1`` of level ``l + 1``; the leaves are level
+    ``depth``.
+
+    Raises
+    ------
+    ValueError
+        If ``depth`` is negative or ``fanout`` is below 2.
+    """
+
+    depth: int = 0
+    fanout: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
+            raise ValueError(f"broadcast depth must be 0 (one scheduler) or a positive integer, not {self.depth!r}")
+        if not isinstance(self.fanout, int) or isinstance(self.fanout, bool) or self.fanout < 2:
+            raise ValueError(f"broadcast fanout must be an integer of at least 2, not {self.fanout!r}")
+
+    @property
+    def leaves(self) -> int:
+        """How many leaves (1 for ``depth == 0``: the root itself)."""
+        return int(self.fanout**self.depth)
+
+    def nodes(self, level: int) -> int:
+        """How many nodes level ``level`` has."""
+        return int(self.fanout**level)
+
+    def leaf_of(self, engine_id: int) -> int:
+        """The leaf that serves engine ``engine_id``: engines are dealt round-robin by id."""
+        return engine_id % self.leaves
+
+    def child_toward(self, level: int, leaf: int) -> int:
+        """The index (at ``level + 1``) of the child of a level-``level`` node on the way to ``leaf``."""
+        return leaf // int(self.fanout ** (self.depth - level - 1))
+
+    def leaves_under(self, level: int, index: int) -> range:
+        """The leaves below (or at) node ``index`` of ``level``."""
+        width = int(self.fanout ** (self.depth - level))
+        return range(index * width, (index + 1) * width)
+
+
+def _targets(header: Mapping[str, Any]) -> list[Any] | None:
+    sched = header.get("sched")
+    targets = sched.get("targets") if isinstance(sched, dict) else None
+    if targets is None:
+        return None
+    if not isinstance(targets, list):
+        targets = [targets]
+    return targets
+
+
+def _is_id(t: Any) -> bool:
+    return isinstance(t, int) and not isinstance(t, bool)
+
+
+class _Downstream:
+    """A ROUTER's peers (engines or nodes) and what waits for them to say hello.
+
+    A peer is sent to only once it said hello, so a freshly connected engine or node never
+    loses a request to ZeroMQ's "host unreachable"; what comes before is kept, in order.
+    """
+
+    def __init__(self, socket: zmq.Socket[Any]) -> None:
+        self.socket = socket
+        self.connected: set[bytes] = set()
+        self.waiting: dict[bytes, list[Callable[[], None]]] = {}
+
+    def hello(self, peer: bytes) -> None:
+        self.connected.add(peer)
+        for send in self.waiting.pop(peer, ()):
+            send()
+
+    def send(self, peer: bytes, send: Callable[[], None]) -> None:
+        if peer in self.connected:
+            send()
+        else:
+            self.waiting.setdefault(peer, []).append(send)
+
+    def forget(self, peer: bytes) -> None:
+        self.connected.discard(peer)
+        self.waiting.pop(peer, None)
+
 
 class BroadcastScheduler:
-    """Send each ``broadcast`` request to every engine it names, and each reply back.
+    """The root: send each ``broadcast`` request to every engine it names, and each reply back.
 
     Parameters
     ----------
     session
         The controller's session.
     client_socket, engine_socket
-        Bound ROUTER sockets facing clients (``broadcast``) and engines (``broadcast_engine``).
+        Bound ROUTER sockets facing clients (``broadcast``) and engines or, with a tree, the
+        root's child nodes (``broadcast_engine``).
     monitor
         The hub, told of engines' hellos. Broadcast requests are not kept in the hub's result
         store (one msg_id has one reply per engine there is no record for).
+    shape
+        The tree below the root (default: none, the root sends to engines itself).
     """
 
     channel = "broadcast"
@@ -56,19 +183,26 @@ class BroadcastScheduler:
         client_socket: zmq.Socket[Any],
         engine_socket: zmq.Socket[Any],
         monitor: Monitor | None = None,
+        shape: TreeShape | None = None,
     ) -> None:
         self.session = session
         self.client_socket = client_socket
         self.engine_socket = engine_socket
         self.monitor: Monitor = monitor or NullMonitor()
+        self.shape = shape or TreeShape()
         #: live engines: uuid bytes -> engine id
         self.engines: dict[bytes, int] = {}
-        #: engines whose broadcast_engine socket said hello
+        #: engines whose broadcast_engine socket said hello (depth 0)
         self.connected: set[bytes] = set()
         #: (msg_id, engine uuid) -> (client, request header), for requests without a reply yet
         self.pending: dict[tuple[str, bytes], tuple[bytes, Mapping[str, Any]]] = {}
         #: replies dropped because no request of theirs was pending (late or unknown)
         self.dropped: Counter[str] = Counter()
+        #: "requests" taken from clients, "copies" sent down, "replies" sent to clients
+        self.counts: Counter[str] = Counter()
+        #: leaves whose node (or an ancestor) is gone, with why
+        self.dead_leaves: dict[int, str] = {}
+        self._children = _Downstream(engine_socket)
         for sock in (client_socket, engine_socket):
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.SNDHWM, 0)
@@ -79,14 +213,40 @@ class BroadcastScheduler:
         reactor.add_socket(self.client_socket, self._from_clients)
         reactor.add_socket(self.engine_socket, self._from_engines)
 
+    @property
+    def children_connected(self) -> set[bytes]:
+        """The child nodes that said hello (with a tree)."""
+        return set(self._children.connected)
+
+    def _child_of(self, engine_id: int) -> bytes:
+        return node_identity(1, self.shape.child_toward(0, self.shape.leaf_of(engine_id)))
+
     def add_engine(self, uuid: bytes, engine_id: int) -> None:
-        """Include ``uuid`` in broadcasts."""
+        """Include ``uuid`` in broadcasts (with a tree: tell the nodes on the way to its leaf)."""
         self.engines[uuid] = engine_id
+        if self.shape.depth:
+            content = {"uuid": uuid.decode(), "id": engine_id, "leaf": self.shape.leaf_of(engine_id)}
+            self._control(self._child_of(engine_id), ENGINE_ADDED, content)
 
     def engine_lost(self, uuid: bytes, reason: str = "left") -> None:
         """``uuid`` is gone: answer each request it had not replied to with :class:`EngineError`."""
         engine_id = self.engines.pop(uuid, None)
         self.connected.discard(uuid)
+        if self.shape.depth and engine_id is not None:
+            self._control(self._child_of(engine_id), ENGINE_LOST, {"uuid": uuid.decode()})
+        self._fail_pending(uuid, engine_id, reason)
+
+    def node_lost(self, level: int, index: int, reason: str) -> None:
+        """A node process is gone: fail what its engines owe, and every later request for them."""
+        for leaf in self.shape.leaves_under(level, index):
+            self.dead_leaves[leaf] = reason
+        if level == 1:
+            self._children.forget(node_identity(1, index))
+        for uuid, engine_id in list(self.engines.items()):
+            if self.shape.leaf_of(engine_id) in self.dead_leaves:
+                self._fail_pending(uuid, engine_id, f"is unreachable: {reason}")
+
+    def _fail_pending(self, uuid: bytes, engine_id: int | None, reason: str) -> None:
         for key in [k for k in self.pending if k[1] == uuid]:
             client, header = self.pending.pop(key)
             what = header.get("msg_type", "request")
@@ -97,6 +257,15 @@ class BroadcastScheduler:
                 engine_id,
                 f"engine {engine_id} {reason} while {key[0]} ({what}) was queued or running",
             )
+
+    def _control(self, child: bytes, msg_type: str, content: dict[str, Any]) -> None:
+        def send() -> None:
+            try:
+                self.session.send(self.engine_socket, msg_type, content, ident=[child])
+            except zmq.ZMQError as err:
+                log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
+
+        self._children.send(child, send)
 
     def _fail(self, client: bytes, header: Mapping[str, Any], uuid: bytes, engine_id: int | None, reason: str) -> None:
         info: dict[str, Any] = {"engine_uuid": uuid.decode(errors="replace")}
@@ -120,63 +289,287 @@ class BroadcastScheduler:
             if len(raw.idents) != 1:
                 session.reject("broadcast", MessageRejected("malformed", "a broadcast needs exactly one identity"))
                 continue
+            self.counts["requests"] += 1
             client = raw.idents[0]
-            sched = raw.header.get("sched")
-            targets = sched.get("targets") if isinstance(sched, dict) else None
+            targets = _targets(raw.header)
             if targets is None:
                 # live engines: their sockets are connected (a live engine said hello on mux and
                 # control after connecting all four), and an unreachable one is answered below
                 chosen = sorted(self.engines, key=self.engines.__getitem__)
                 missing: list[Any] = []
             else:
-                if isinstance(targets, int) and not isinstance(targets, bool):
-                    targets = [targets]
-                if not isinstance(targets, list):
-                    targets = [targets]
                 by_id = {i: u for u, i in self.engines.items()}
-                chosen = [by_id[t] for t in targets if isinstance(t, int) and t in by_id]
-                missing = [t for t in targets if not (isinstance(t, int) and t in by_id)]
+                chosen = [by_id[t] for t in targets if _is_id(t) and t in by_id]
+                missing = [t for t in targets if not (_is_id(t) and t in by_id)]
             header = raw.header
-            msg_id = raw.msg_id
             for target in missing:
                 self._fail(client, header, b"", None, f"engine {target!r} is not registered")
-            for engine in chosen:
-                self.pending[(msg_id, engine)] = (client, header)
-                try:
-                    session.forward(self.engine_socket, raw, idents=[engine, client])
-                except zmq.ZMQError as err:
-                    self.pending.pop((msg_id, engine), None)
-                    self._fail(
-                        client,
-                        header,
-                        engine,
-                        self.engines.get(engine),
-                        f"engine {self.engines.get(engine)} is unreachable ({err})",
-                    )
+            if self.shape.depth:
+                self._to_children(raw, client, chosen)
+            else:
+                self._to_engines(raw, client, chosen)
+
+    def _to_engines(self, raw: RawMessage, client: bytes, chosen: list[bytes]) -> None:
+        msg_id = raw.msg_id
+        header = raw.header
+        for engine in chosen:
+            self.pending[(msg_id, engine)] = (client, header)
+            try:
+                self.session.forward(self.engine_socket, raw, idents=[engine, client])
+                self.counts["copies"] += 1
+            except zmq.ZMQError as err:
+                self.pending.pop((msg_id, engine), None)
+                self._fail(
+                    client,
+                    header,
+                    engine,
+                    self.engines.get(engine),
+                    f"engine {self.engines.get(engine)} is unreachable ({err})",
+                )
+
+    def _to_children(self, raw: RawMessage, client: bytes, chosen: list[bytes]) -> None:
+        msg_id = raw.msg_id
+        header = raw.header
+        children: dict[bytes, None] = {}
+        for engine in chosen:
+            engine_id = self.engines[engine]
+            dead = self.dead_leaves.get(self.shape.leaf_of(engine_id))
+            if dead is not None:
+                self._fail(client, header, engine, engine_id, f"engine {engine_id} is unreachable: {dead}")
+                continue
+            self.pending[(msg_id, engine)] = (client, header)
+            children[self._child_of(engine_id)] = None
+        for child in children:
+            self._children.send(child, partial(self._forward_down, raw, child, client))
+
+    def _forward_down(self, raw: RawMessage, child: bytes, client: bytes) -> None:
+        try:
+            self.session.forward(self.engine_socket, raw, idents=[child, client])
+            self.counts["copies"] += 1
+        except zmq.ZMQError as err:
+            log.warning("could not send broadcast %s to node %r: %s", raw.msg_id, child, err)
 
     def _from_engines(self, socket: zmq.Socket[Any]) -> None:
         session = self.session
+        tree = bool(self.shape.depth)
         for frames in drain(socket):
             try:
                 raw = session.route(frames, stream=socket, channel="broadcast_engine")
             except MessageRejected:
                 continue
-            if raw.msg_type == "engine_hello":
-                engine = raw.idents[0] if raw.idents else b""
-                self.monitor.hello("broadcast", engine)
-                self.connected.add(engine)
+            if raw.msg_type in _HELLOS:
+                peer = raw.idents[0] if raw.idents else b""
+                if raw.msg_type == NODE_HELLO:
+                    self._children.hello(peer)
+                else:
+                    self.monitor.hello("broadcast", peer)
+                    self.connected.add(peer)
                 continue
-            if len(raw.idents) != 2:
+            idents = raw.idents[1:] if tree else raw.idents
+            if len(idents) != 2:
                 session.reject(
                     "broadcast_engine", MessageRejected("malformed", "a reply needs engine and client identities")
                 )
                 continue
-            engine, client = raw.idents
+            engine, client = idents
             msg_id = parent_msg_id(raw)
             if msg_id is None or self.pending.pop((msg_id, engine), None) is None:
                 self.dropped["late"] += 1
                 continue
             try:
                 session.forward(self.client_socket, raw, idents=[client])
+                self.counts["replies"] += 1
             except zmq.ZMQError:
                 log.info("client of broadcast %s left before its reply could be sent", msg_id)
+
+
+class BroadcastNode:
+    """An inner node or a leaf of the broadcast tree (one per process, see :mod:`.broadcast_node`).
+
+    Parameters
+    ----------
+    session
+        A session with the cluster's key (its own session id, so replay counters are per hop).
+    up
+        A DEALER connected to the parent (the root's ``broadcast_engine`` socket, or a node's
+        ``down``), identity :func:`node_identity` of ``level``, ``index``.
+    down
+        A bound ROUTER facing the children: nodes, or engines at a leaf.
+    shape, level, index
+        The tree and this node's place in it (``1 <= level <= shape.depth``).
+
+    Raises
+    ------
+    ValueError
+        If ``level`` or ``index`` is outside ``shape``.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        up: zmq.Socket[Any],
+        down: zmq.Socket[Any],
+        *,
+        shape: TreeShape,
+        level: int,
+        index: int,
+    ) -> None:
+        if not 1 <= level <= shape.depth:
+            raise ValueError(f"a broadcast node's level must be 1..{shape.depth}, not {level}")
+        if not 0 <= index < shape.nodes(level):
+            raise ValueError(f"level {level} has nodes 0..{shape.nodes(level) - 1}, not {index}")
+        self.session = session
+        self.up = up
+        self.down = down
+        self.shape = shape
+        self.level = level
+        self.index = index
+        self.leaf = level == shape.depth
+        #: engines below this node: uuid -> id
+        self.engines: dict[bytes, int] = {}
+        self._by_id: dict[int, bytes] = {}
+        #: "requests" from the parent, "copies" sent down, "replies" sent up, "errors" made here
+        self.counts: Counter[str] = Counter()
+        self._peers = _Downstream(down)
+        for sock in (up, down):
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+        down.setsockopt(zmq.ROUTER_MANDATORY, 1)
+
+    @property
+    def connected(self) -> set[bytes]:
+        """The children (engines or nodes) that said hello."""
+        return set(self._peers.connected)
+
+    def register(self, reactor: Any) -> None:
+        """Serve on ``reactor`` and say hello to the parent."""
+        reactor.add_socket(self.up, self._from_parent)
+        reactor.add_socket(self.down, self._from_children)
+        self.session.send(self.up, NODE_HELLO, {"level": self.level, "index": self.index})
+
+    def _child(self, engine_id: int) -> bytes:
+        """The child node on the way to engine ``engine_id``'s leaf (inner nodes only)."""
+        return node_identity(self.level + 1, self.shape.child_toward(self.level, self.shape.leaf_of(engine_id)))
+
+    def _from_parent(self, socket: zmq.Socket[Any]) -> None:
+        session = self.session
+        for frames in drain(socket):
+            try:
+                idents, rest = session.feed_identities(frames)
+            except MessageRejected as err:
+                session.reject("broadcast_tree", err)
+                continue
+            if not idents:  # the tree's own messages: small, and read whole
+                try:
+                    msg = session.deserialize(rest, stream=socket, channel="broadcast_tree")
+                except MessageRejected:
+                    continue
+                self._on_control(msg)
+                continue
+            try:
+                raw = session.deserialize_raw(rest, stream=socket, channel="broadcast_tree", idents=idents)
+            except MessageRejected:
+                continue
+            if len(idents) != 1:
+                session.reject("broadcast_tree", MessageRejected("malformed", "a broadcast needs exactly one identity"))
+                continue
+            self.counts["requests"] += 1
+            self._request(raw, idents[0])
+
+    def _on_control(self, msg: Message) -> None:
+        uuid_s = msg.content.get("uuid")
+        if not isinstance(uuid_s, str):
+            self.session.reject("broadcast_tree", MessageRejected("malformed", f"{msg.msg_type} without a uuid"))
+            return
+        uuid = uuid_s.encode()
+        if msg.msg_type == ENGINE_ADDED:
+            engine_id = msg.content.get("id")
+            if not isinstance(engine_id, int) or isinstance(engine_id, bool):
+                self.session.reject("broadcast_tree", MessageRejected("malformed", "engine id is not an integer"))
+                return
+            self.engines[uuid] = engine_id
+            self._by_id[engine_id] = uuid
+            if not self.leaf:
+                self._relay_control(self._child(engine_id), msg)
+        elif msg.msg_type == ENGINE_LOST:
+            engine_id = self.engines.pop(uuid, None)
+            if engine_id is None:
+                return
+            self._by_id.pop(engine_id, None)
+            if self.leaf:
+                self._peers.forget(uuid)  # the root answered what the engine owed
+            else:
+                self._relay_control(self._child(engine_id), msg)
+        else:
+            log.debug("broadcast node ignores %s", msg.msg_type)
+
+    def _relay_control(self, child: bytes, msg: Message) -> None:
+        def send() -> None:
+            try:
+                self.session.send(self.down, msg.msg_type, msg.content, ident=[child])
+            except zmq.ZMQError as err:
+                log.warning("could not tell broadcast node %r of %s: %s", child, msg.msg_type, err)
+
+        self._peers.send(child, send)
+
+    def _request(self, raw: RawMessage, client: bytes) -> None:
+        targets = _targets(raw.header)
+        if targets is None:
+            ids = sorted(self.engines.values())
+        else:
+            ids = list(dict.fromkeys(t for t in targets if _is_id(t) and t in self._by_id))
+        if self.leaf:
+            for engine_id in ids:
+                engine = self._by_id[engine_id]
+                self._peers.send(engine, partial(self._to_engine, raw, engine, client))
+            return
+        for child in dict.fromkeys(self._child(i) for i in ids):
+            self._peers.send(child, partial(self._to_child, raw, child, client))
+
+    def _to_child(self, raw: RawMessage, child: bytes, client: bytes) -> None:
+        try:
+            self.session.forward(self.down, raw, idents=[child, client])
+            self.counts["copies"] += 1
+        except zmq.ZMQError as err:
+            log.warning("could not send broadcast %s to node %r: %s", raw.msg_id, child, err)
+
+    def _to_engine(self, raw: RawMessage, engine: bytes, client: bytes) -> None:
+        try:
+            self.session.forward(self.down, raw, idents=[engine, client])
+            self.counts["copies"] += 1
+        except zmq.ZMQError as err:
+            engine_id = self.engines.get(engine)
+            info: dict[str, Any] = {"engine_uuid": engine.decode(errors="replace")}
+            if engine_id is not None:
+                info["engine_id"] = engine_id
+            header = dict(raw.header)
+            reason = f"engine {engine_id} is unreachable ({err})"
+            msg_type, content, metadata = error_reply(EngineError("EngineError", reason), header, info)  # type: ignore[arg-type]
+            self.counts["errors"] += 1
+            try:
+                self.session.send(self.up, msg_type, content, parent=header, ident=[engine, client], metadata=metadata)
+            except zmq.ZMQError:  # pragma: no cover - a DEALER queues
+                log.warning("could not send the error for broadcast %s up", raw.msg_id)
+
+    def _from_children(self, socket: zmq.Socket[Any]) -> None:
+        session = self.session
+        for frames in drain(socket):
+            try:
+                raw = session.route(frames, stream=socket, channel="broadcast_engine")
+            except MessageRejected:
+                continue
+            if raw.msg_type in _HELLOS:
+                if raw.idents:
+                    self._peers.hello(raw.idents[0])
+                continue
+            idents = raw.idents if self.leaf else raw.idents[1:]
+            if len(idents) != 2:
+                session.reject(
+                    "broadcast_engine", MessageRejected("malformed", "a reply needs engine and client identities")
+                )
+                continue
+            try:
+                session.forward(self.up, raw, idents=idents)
+                self.counts["replies"] += 1
+            except zmq.ZMQError as err:  # pragma: no cover - a DEALER queues
+                log.warning("could not send a broadcast reply up: %s", err)

@@ -74,6 +74,21 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         "work per engine, 2 to 64 tasks)",
     )
     parser.add_argument(
+        "--broadcast-depth",
+        type=int,
+        default=0,
+        metavar="N",
+        help="levels of broadcast scheduler processes below the controller, each node with --broadcast-fanout "
+        "children; 0 sends every broadcast from the controller itself (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--broadcast-fanout",
+        type=int,
+        default=2,
+        metavar="N",
+        help="children per broadcast scheduler node, at least 2 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -147,6 +162,11 @@ def run_controller(args: argparse.Namespace) -> int:
     if args.hwm is not None and args.hwm < 0:
         print("corral controller: --hwm must be 0 (no limit) or positive", file=sys.stderr)
         return 2
+    if args.broadcast_depth < 0 or args.broadcast_fanout < 2:
+        print(
+            "corral controller: --broadcast-depth must be 0 or more and --broadcast-fanout at least 2", file=sys.stderr
+        )
+        return 2
     from corral.wire import ConnectionFileError, read_connection_file
     from corral.wire.lifeline import watch_lifeline
     from corral.wire.protocol import CHANNELS
@@ -205,6 +225,8 @@ def run_controller(args: argparse.Namespace) -> int:
         restore=args.restore,
         retention=args.retention,
         max_frame_size=None if args.max_frame_size is None else round(args.max_frame_size * 2**20),
+        broadcast_depth=args.broadcast_depth,
+        broadcast_fanout=args.broadcast_fanout,
         **({} if args.hwm is None else {"task_hwm": args.hwm}),
         **settings,
     )

@@ -25,6 +25,7 @@ from corral.cluster._ports import listen_ports
 from corral.cluster._sync import sync_twin
 from corral.cluster.controller import resolve_curve
 from corral.launchers import Launched, Launcher, LaunchError, find_launcher, stop_all
+from corral.scheduler.broadcast import TreeShape
 from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
 from corral.scheduler.policies import SCHEMES as TASK_SCHEMES
 from corral.wire import new_connection_info, write_connection_file
@@ -42,7 +43,11 @@ from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 if TYPE_CHECKING:
     from corral.client import Client
 
-__all__ = ["Cluster"]
+__all__ = ["BROADCAST_TREE_ENGINES", "Cluster"]
+
+#: From this many engines on, a Cluster's broadcasts go through a tree of scheduler processes
+#: (``broadcast_depth=1``) unless told otherwise; below, the controller sends them itself.
+BROADCAST_TREE_ENGINES = 64
 
 #: Log levels the controller and engines accept (``log_level``).
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -127,13 +132,21 @@ class Cluster:
         --max-frame-size``); a peer sending a larger one, even before it has proved it holds the
         key, is disconnected before the frame is allocated. None (default): no limit, so arrays
         of any size pass; the other channels always refuse frames over 64 MiB.
+    broadcast_depth
+        Levels of broadcast scheduler processes below the controller (``--broadcast-depth``;
+        0: the controller sends each broadcast to every engine itself). None (default): 0 for
+        fewer than :data:`BROADCAST_TREE_ENGINES` engines, 1 from there on (docs/decisions.md,
+        "The broadcast tree").
+    broadcast_fanout
+        Children per broadcast scheduler node (``--broadcast-fanout``, at least 2).
 
     Raises
     ------
     ValueError
         If ``n`` is negative, ``max_frame_size`` not a positive int, ``cluster_id``, ``ip``,
-        ``log_level``, ``signature_scheme``, ``scheme`` or ``hwm`` is not usable, no launcher is
-        named ``engines`` or a launcher option is bad (each message names the valid choices), or
+        ``log_level``, ``signature_scheme``, ``scheme`` or ``hwm`` is not usable,
+        ``broadcast_depth`` is negative or ``broadcast_fanout`` below 2, no launcher is named
+        ``engines`` or a launcher option is bad (each message names the valid choices), or
         ``ip`` is not a loopback address with ``curve=False`` and not ``insecure``.
 
     Examples
@@ -168,6 +181,8 @@ class Cluster:
         scheme: str = DEFAULT_TASK_SCHEME,
         hwm: int | None = None,
         max_frame_size: int | None = None,
+        broadcast_depth: int | None = None,
+        broadcast_fanout: int = 2,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
         if max_frame_size is not None and not (
@@ -175,6 +190,12 @@ class Cluster:
         ):
             raise ValueError(f"max_frame_size must be a positive number of bytes or None, not {max_frame_size!r}")
         self.max_frame_size = max_frame_size
+        if broadcast_depth is not None:
+            TreeShape(broadcast_depth, broadcast_fanout)  # ValueError naming the bad one
+        else:
+            TreeShape(0, broadcast_fanout)
+        self.broadcast_depth = broadcast_depth
+        self.broadcast_fanout = broadcast_fanout
         if engine_restarts is not None and (
             not isinstance(engine_restarts, int) or isinstance(engine_restarts, bool) or engine_restarts < 0
         ):
@@ -278,6 +299,10 @@ class Cluster:
         args += ["--scheme", self.scheme]
         if self.hwm is not None:
             args += ["--hwm", str(self.hwm)]
+        depth = self.broadcast_depth
+        if depth is None:
+            depth = 1 if self.n >= BROADCAST_TREE_ENGINES else 0
+        args += ["--broadcast-depth", str(depth), "--broadcast-fanout", str(self.broadcast_fanout)]
         if self.insecure and not self.curve:
             args.append("--insecure")
         if self.db_file is not None:

@@ -18,9 +18,10 @@ from typing import Any
 
 import zmq
 
+from corral.cluster._broadcast_tree import BroadcastTree
 from corral.hub import EngineRecord, Hub, MemoryStore, ResultStore, SqliteStore
 from corral.scheduler import DirectRelay, IOPubRelay
-from corral.scheduler.broadcast import BroadcastScheduler
+from corral.scheduler.broadcast import BroadcastScheduler, TreeShape
 from corral.scheduler.policies import DEFAULT_SCHEME as DEFAULT_TASK_SCHEME
 from corral.scheduler.policies import SCHEMES as TASK_SCHEMES
 from corral.scheduler.task import DEFAULT_HWM, TaskScheduler
@@ -151,13 +152,21 @@ class Controller:
         and after the gate admits it, so this also bounds what a peer without the key can make
         the controller allocate on those channels; the other channels always refuse frames
         over :data:`~corral.wire.session.DEFAULT_MAX_FRAME_SIZE`.
+    broadcast_depth
+        Levels of broadcast scheduler processes below the controller's own (0: none, the
+        controller sends a broadcast to every engine itself). With depth ``d`` there are
+        ``broadcast_fanout ** d`` leaves, each serving a fixed share of the engines
+        (docs/decisions.md, "The broadcast tree").
+    broadcast_fanout
+        Children per broadcast scheduler (at least 2).
 
     Raises
     ------
     ValueError
         If a port names an unknown channel, ``task_scheme`` or ``store`` is unknown,
-        ``task_hwm`` is negative, ``retention`` or ``max_frame_size`` not positive, or a
-        non-loopback ``ip`` is asked for with ``curve=False`` and not ``insecure``.
+        ``task_hwm`` is negative, ``retention`` or ``max_frame_size`` not positive, a
+        non-loopback ``ip`` is asked for with ``curve=False`` and not ``insecure``,
+        ``broadcast_depth`` is negative or ``broadcast_fanout`` below 2.
 
     Examples
     --------
@@ -187,11 +196,14 @@ class Controller:
         curve: bool | None = None,
         insecure: bool = False,
         max_frame_size: int | None = None,
+        broadcast_depth: int = 0,
+        broadcast_fanout: int = 2,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
         if max_frame_size is not None and not (isinstance(max_frame_size, int) and max_frame_size > 0):
             raise ValueError(f"max_frame_size must be a positive number of bytes or None, not {max_frame_size!r}")
         self.max_frame_size = max_frame_size
+        self.broadcast_shape = TreeShape(broadcast_depth, broadcast_fanout)
         if restore:
             store = "sqlite"
         if store not in STORES:
@@ -231,6 +243,8 @@ class Controller:
         self.control: DirectRelay | None = None
         self.task: TaskScheduler | None = None
         self.broadcast: BroadcastScheduler | None = None
+        #: the broadcast scheduler processes below the root (with ``broadcast_depth >= 1``)
+        self.broadcast_tree: BroadcastTree | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -324,7 +338,11 @@ class Controller:
             hwm=self.task_hwm,
             lookup=hub.outcome,
         )
-        broadcast = self.broadcast = BroadcastScheduler(self.session, s["broadcast"], s["broadcast_engine"], hub)
+        broadcast = self.broadcast = BroadcastScheduler(
+            self.session, s["broadcast"], s["broadcast_engine"], hub, shape=self.broadcast_shape
+        )
+        if self.broadcast_shape.depth:
+            self._start_broadcast_tree(broadcast, store)
         iopub = IOPubRelay(self.session, s["iopub_engine"], s["iopub"], hub)
         relays = (self.mux, self.control)
 
@@ -358,6 +376,28 @@ class Controller:
         write_connection_file(self.connection_file, self.info)
         log.info("controller for cluster %r ready: %s", self.cluster_id, self.connection_file)
         return self.info
+
+    def _start_broadcast_tree(self, root: BroadcastScheduler, store: ResultStore) -> None:
+        """Start the node processes (before the connection file: engines must find their leaf)."""
+        assert self.hub is not None
+        tree = self.broadcast_tree = BroadcastTree(
+            self.broadcast_shape,
+            key=self.info["key"],
+            signature_scheme=self.info["signature_scheme"],
+            ip=self.ip,
+            root_port=self.info["ports"]["broadcast_engine"],
+            curve_public_key=self.info.get("curve_public_key"),
+        )
+        try:
+            tree.start()
+        except BaseException:
+            store.close()
+            self.close()
+            raise
+        shape = self.broadcast_shape
+        # an engine learns its leaf from the registration reply; the connection file is unchanged
+        self.hub.registration_extra = lambda record: {"broadcast_engine_port": tree.leaf_port(shape.leaf_of(record.id))}
+        self.reactor.call_every(tree.check_period, tree.check, root.node_lost)
 
     def _open_store(self) -> ResultStore:
         if self.store_kind == "memory":
@@ -418,6 +458,8 @@ class Controller:
         self.stop()
         if self._thread is not None:
             self._thread.join(10)
+        if self.broadcast_tree is not None:
+            self.broadcast_tree.stop()
         for sock in self.sockets.values():
             sock.close(linger=0)
         if self.hub is not None:
