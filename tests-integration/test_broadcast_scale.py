@@ -1,12 +1,14 @@
 """BroadcastView at scale: 16 engines, one message per call, the same results as a DirectView.
 
 This is the suite's scale test, so it starts its own cluster of 16 engines (``scale=True``);
-everything else stays at 4 or fewer.
+everything else stays at 4 or fewer. The broadcasts go through a tree of scheduler processes
+two levels deep (2 inner nodes, 4 leaves of 4 engines each).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +26,22 @@ ENGINES = 16
 
 #: Longest any single wait here may take, in seconds (as conftest.DEADLINE).
 DEADLINE = 30.0
+
+
+def broadcast_nodes(controller_pid: int) -> list[int]:
+    """The pids of the broadcast scheduler processes the controller ``controller_pid`` started."""
+    children: list[int] = []
+    for task in Path(f"/proc/{controller_pid}/task").iterdir():
+        children += [int(p) for p in (task / "children").read_text().split()]
+    found = []
+    for pid in children:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"corral.scheduler.broadcast_node" in cmdline:
+            found.append(pid)
+    return found
 
 
 @interactive
@@ -48,8 +66,11 @@ def fail_on(pid: int) -> int:
 def test_broadcast_on_16_engines_gives_a_direct_view_s_results(
     cluster_factory: Callable[..., tuple[Cluster, Client]],
 ) -> None:
-    _, rc = cluster_factory(ENGINES, scale=True, engine_timeout=90.0)
+    cluster, rc = cluster_factory(ENGINES, scale=True, engine_timeout=90.0, broadcast_depth=2)
     assert len(rc.ids) == ENGINES
+    assert cluster.controller is not None
+    nodes = broadcast_nodes(cluster.controller.pid)
+    assert len(nodes) == 2 + 4
     bv = rc.broadcast_view()
     dv = rc.direct_view()
     assert isinstance(bv, BroadcastView)
@@ -95,3 +116,4 @@ def test_broadcast_on_16_engines_gives_a_direct_view_s_results(
         np.array(bv.apply_sync(lambda: 3)),
         np.full(ENGINES, 3),
     )
+    assert sorted(broadcast_nodes(cluster.controller.pid)) == sorted(nodes)  # none died on the way
