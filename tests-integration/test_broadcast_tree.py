@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,3 +90,43 @@ def test_an_engine_killed_mid_broadcast_below_a_leaf_fails_for_that_engine_only(
 
     cluster.stop_cluster_sync()
     wait_until(lambda: not any(alive(p) for p in nodes), "the broadcast node processes ending with the cluster")
+
+
+@pytest.mark.timeout(120)
+def test_engines_reach_the_new_leaves_of_a_controller_restarted_at_the_same_address(
+    cluster_factory: Callable[..., tuple[Cluster, Client]], wait_until: Callable[..., object]
+) -> None:
+    cluster, rc = cluster_factory(2, broadcast_depth=1)
+    assert cluster.controller is not None
+    pids = rc[:].apply_sync(os.getpid)
+    assert rc.broadcast_view().apply_sync(os.getpid) == pids
+    pid = cluster.controller.pid
+    old_nodes = broadcast_nodes(pid)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: rc._store.lost is not None, "the client noticed the lost controller")
+    # the old nodes end with their controller; the new one's leaves listen on other ports
+    wait_until(lambda: not any(_cmdline(p) for p in old_nodes), "the old broadcast nodes ending")
+    again = subprocess.Popen(
+        [sys.executable, *[a.decode() for a in argv[1:]]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: rc._store.lost is None, "the client reconnected")
+
+        def rejoined() -> bool:
+            try:
+                engines = {str(k) for k in rc.queue_status() if k != "unassigned"}
+            except Exception:  # the hub may not answer yet
+                return False
+            return engines == {"0", "1"}
+
+        wait_until(rejoined, "both engines registered again with the restarted controller")
+        assert len(broadcast_nodes(again.pid)) == 2
+        # each engine moved its broadcast socket to its new leaf
+        assert rc.broadcast_view().apply_sync(os.getpid) == pids
+    finally:
+        os.killpg(again.pid, signal.SIGKILL)
+        again.wait(DEADLINE)
