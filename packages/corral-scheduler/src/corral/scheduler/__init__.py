@@ -4,7 +4,8 @@
 - :class:`IOPubRelay` relays engine output to every client;
 - :class:`TaskScheduler` schedules load-balanced tasks (engine choice in
   :mod:`corral.scheduler.policies`, dependencies in :mod:`corral.scheduler.dependencies`);
-- :class:`BroadcastScheduler` sends one request to many engines;
+- :class:`BroadcastScheduler` sends one request to many engines, itself or through a tree of
+  :class:`BroadcastNode` processes shaped by a :class:`TreeShape`;
 - :class:`Monitor` (and :class:`TaskMonitor`) is what they report to the hub.
 
 Schedulers check signatures and read headers only: payload frames pass through untouched and
@@ -14,13 +15,14 @@ uncopied.
 from __future__ import annotations
 
 from corral.scheduler._version import __version__
-from corral.scheduler.broadcast import BroadcastScheduler
+from corral.scheduler.broadcast import BroadcastNode, BroadcastScheduler, TreeShape
 from corral.scheduler.iopub import IOPubRelay
 from corral.scheduler.monitor import Monitor, NullMonitor
 from corral.scheduler.relay import DirectRelay, drain
 from corral.scheduler.task import TaskMonitor, TaskScheduler
 
 __all__ = [
+    "BroadcastNode",
     "BroadcastScheduler",
     "DirectRelay",
     "IOPubRelay",
@@ -28,6 +30,7 @@ __all__ = [
     "NullMonitor",
     "TaskMonitor",
     "TaskScheduler",
+    "TreeShape",
     "__version__",
     "drain",
 ]
