@@ -130,3 +130,16 @@ def test_engines_reach_the_new_leaves_of_a_controller_restarted_at_the_same_addr
     finally:
         os.killpg(again.pid, signal.SIGKILL)
         again.wait(DEADLINE)
+
+
+def test_the_controller_command_refuses_a_bad_tree_naming_the_options(tmp_path: Path) -> None:
+    for bad in (["--broadcast-depth", "-1"], ["--broadcast-fanout", "1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "corral.cluster", "--cluster-id", "badtree", *bad],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            env={**os.environ, "CORRAL_DIR": str(tmp_path)},
+        )
+        assert done.returncode == 2
+        assert "--broadcast-depth must be 0 or more and --broadcast-fanout at least 2" in done.stderr

@@ -270,6 +270,13 @@ class Cluster:
 
     # -- starting -----------------------------------------------------------------------------
 
+    @property
+    def controller_broadcast_depth(self) -> int:
+        """The ``--broadcast-depth`` the controller starts with: ``broadcast_depth``, or the default for ``n``."""
+        if self.broadcast_depth is not None:
+            return self.broadcast_depth
+        return 1 if self.n >= BROADCAST_TREE_ENGINES else 0
+
     async def start_controller(self) -> None:
         """Start the controller (returns once it is started, not necessarily listening).
 
@@ -299,9 +306,7 @@ class Cluster:
         args += ["--scheme", self.scheme]
         if self.hwm is not None:
             args += ["--hwm", str(self.hwm)]
-        depth = self.broadcast_depth
-        if depth is None:
-            depth = 1 if self.n >= BROADCAST_TREE_ENGINES else 0
+        depth = self.controller_broadcast_depth
         args += ["--broadcast-depth", str(depth), "--broadcast-fanout", str(self.broadcast_fanout)]
         if self.insecure and not self.curve:
             args.append("--insecure")
