@@ -79,23 +79,51 @@ def test_a_broadcast_goes_through_the_node_processes_and_they_end_with_the_contr
     wait(lambda: not any(alive(p) for p in rig.pids), "the node processes ending")
 
 
-def test_a_dead_node_process_fails_its_engines_share_only(rig: Rig) -> None:
+def nap(seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_killed_node_process_fails_its_engines_share_and_is_started_again(rig: Rig) -> None:
     bv = rig.rc.broadcast_view()
     assert bv.apply_sync(lambda: 1) == [1] * 4
     tree = rig.ctl.broadcast_tree
     assert tree is not None
-    leaf1 = tree.processes[(1, 1)].pid
-    os.kill(leaf1, signal.SIGKILL)
-    wait(lambda: 1 in rig.ctl.broadcast.dead_leaves, "the controller noticing the dead node")  # type: ignore[union-attr]
-    ar = bv.apply_async(lambda: 1)
+    old = tree.processes[(1, 1)].pid
+    ar = bv.apply_async(nap, 2.0)
+    time.sleep(0.5)
+    os.kill(old, signal.SIGKILL)
     with pytest.raises(CompositeError) as raised:
         ar.get(30)
     errors = raised.value.elist
     assert sorted(e.engine_info["engine_id"] for e in errors) == [1, 3]  # the engines of leaf 1
     assert all(isinstance(e, EngineError) and "node 1-1" in str(e) for e in errors)
     assert [md["status"] for md in ar.metadata] == ["ok", "error", "ok", "error"]  # type: ignore[index]
-    # the other leaf still serves its engines
-    assert rig.rc.broadcast_view(targets=[0, 2]).apply_sync(lambda: 2) == [2, 2]
+    # started again on its port: the engines reconnect by themselves and are served again
+    wait(lambda: tree.processes[(1, 1)].pid != old and alive(tree.processes[(1, 1)].pid), "the node's restart")
+    assert bv.apply_sync(lambda: 2) == [2] * 4
+    assert rig.ctl.broadcast.dead_nodes == {}  # type: ignore[union-attr]
+
+
+def test_a_node_that_keeps_dying_is_let_go_and_its_engines_fail_at_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.cluster import _broadcast_tree
+
+    monkeypatch.setattr(_broadcast_tree, "MAX_RESTARTS", 0)
+    bv = rig.rc.broadcast_view()
+    tree = rig.ctl.broadcast_tree
+    assert tree is not None
+    os.kill(tree.processes[(1, 0)].pid, signal.SIGKILL)
+    wait(lambda: (1, 0) in rig.ctl.broadcast.dead_nodes, "the controller noticing the dead node")  # type: ignore[union-attr]
+    ar = bv.apply_async(lambda: 3)
+    with pytest.raises(CompositeError) as raised:
+        ar.get(30)
+    assert sorted(e.engine_info["engine_id"] for e in raised.value.elist) == [0, 2]
+    assert rig.rc.broadcast_view(targets=[1, 3]).apply_sync(lambda: 3) == [3, 3]
 
 
 def test_curve_reaches_the_leaves_with_the_controller_s_keys(tmp_path: Path) -> None:

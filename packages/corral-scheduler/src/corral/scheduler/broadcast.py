@@ -27,7 +27,12 @@ Every hop checks the signature and replay counter and decodes the header only
 (:meth:`Session.route <corral.wire.session.Session.route>`), and re-signs the untouched frames
 (:meth:`Session.forward <corral.wire.session.Session.forward>`). Messages the root sends a node
 without a client identity are the tree's own: ``broadcast_engine_added`` and
-``broadcast_engine_lost`` tell the nodes on the way to a leaf which engines it serves.
+``broadcast_engine_lost`` tell the nodes on the way to a leaf which engines it serves, and
+``broadcast_node_restarted`` tells a restarted node's parent to wait for the new process.
+
+A child is sent to once it said hello or once ZeroMQ can route to it: what it cannot take yet
+waits, in order, and is tried again every :data:`RETRY_PERIOD` seconds, so children that
+reconnect to a node restarted on its port need not say hello again.
 
 Replies share the request's msg_id as their parent; their metadata's ``engine_id`` tells them
 apart. The root keeps every (request, engine) pair until its reply passes: a target that is not a
@@ -38,7 +43,8 @@ live engine, an engine that leaves before replying, or one whose node process di
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -59,8 +65,14 @@ log = logging.getLogger(__name__)
 #: The tree's own messages (root to nodes), sent without a client identity.
 ENGINE_ADDED = "broadcast_engine_added"
 ENGINE_LOST = "broadcast_engine_lost"
+#: The root tells a restarted node's parent to wait for its hello (content: ``level``, ``index``).
+NODE_RESTARTED = "broadcast_node_restarted"
 #: What a node says to its parent once its upward socket is connected.
 NODE_HELLO = "broadcast_node_hello"
+#: Seconds between attempts to reach a child that ZeroMQ cannot route to yet.
+RETRY_PERIOD = 0.1
+#: Seconds a leaf keeps trying an engine that never said hello before answering for it.
+ENGINE_REACH_TIMEOUT = 10.0
 _HELLOS = frozenset({"engine_hello", NODE_HELLO})
 
 
@@ -126,36 +138,64 @@ def _targets(header: Mapping[str, Any]) -> list[Any] | None:
     return targets
 
 
+def _place(identity: bytes) -> tuple[int, int]:
+    """The (level, index) of a node's :func:`node_identity`."""
+    _, level, index = identity.decode("ascii").rsplit("-", 2)
+    return int(level), int(index)
+
+
 def _is_id(t: Any) -> bool:
     return isinstance(t, int) and not isinstance(t, bool)
 
 
 class _Downstream:
-    """A ROUTER's peers (engines or nodes) and what waits for them to say hello.
+    """A ROUTER's peers (engines or nodes) and what waits until they can be reached.
 
-    A peer is sent to only once it said hello, so a freshly connected engine or node never
-    loses a request to ZeroMQ's "host unreachable"; what comes before is kept, in order.
+    Each queued send returns True when it is done (sent, or answered for) and False when
+    ZeroMQ cannot route to the peer yet; it then stays first in line and the peer counts as
+    unreachable until it says hello or :meth:`retry` gets it through. So a freshly connected (or
+    reconnected) engine or node never loses a request to "host unreachable", and order is kept.
     """
 
-    def __init__(self, socket: zmq.Socket[Any]) -> None:
-        self.socket = socket
+    def __init__(self, on_hello: Callable[[bytes], None] | None = None) -> None:
         self.connected: set[bytes] = set()
-        self.waiting: dict[bytes, list[Callable[[], None]]] = {}
+        self.waiting: dict[bytes, deque[Callable[[], bool]]] = {}
+        self.on_hello = on_hello
 
     def hello(self, peer: bytes) -> None:
         self.connected.add(peer)
-        for send in self.waiting.pop(peer, ()):
-            send()
+        if self.on_hello is not None:
+            self.on_hello(peer)
+        self.flush(peer)
 
-    def send(self, peer: bytes, send: Callable[[], None]) -> None:
-        if peer in self.connected:
-            send()
-        else:
-            self.waiting.setdefault(peer, []).append(send)
+    def flush(self, peer: bytes) -> None:
+        queue = self.waiting.get(peer)
+        while queue:
+            if not queue[0]():
+                self.connected.discard(peer)
+                return
+            queue.popleft()
+        self.waiting.pop(peer, None)
+        self.connected.add(peer)
+
+    def retry(self) -> None:
+        for peer in list(self.waiting):
+            self.flush(peer)
+
+    def send(self, peer: bytes, send: Callable[[], bool]) -> None:
+        if peer in self.connected and peer not in self.waiting:
+            if send():
+                return
+            self.connected.discard(peer)
+        self.waiting.setdefault(peer, deque()).append(send)
 
     def forget(self, peer: bytes) -> None:
         self.connected.discard(peer)
         self.waiting.pop(peer, None)
+
+
+def _unreachable(err: zmq.ZMQError) -> bool:
+    return err.errno == zmq.EHOSTUNREACH
 
 
 class BroadcastScheduler:
@@ -200,18 +240,23 @@ class BroadcastScheduler:
         self.dropped: Counter[str] = Counter()
         #: "requests" taken from clients, "copies" sent down, "replies" sent to clients
         self.counts: Counter[str] = Counter()
-        #: leaves whose node (or an ancestor) is gone, with why
-        self.dead_leaves: dict[int, str] = {}
-        self._children = _Downstream(engine_socket)
+        #: nodes whose process is gone (level, index) -> why; their leaves' engines are failed
+        self.dead_nodes: dict[tuple[int, int], str] = {}
+        self._children = _Downstream(self._child_hello)
         for sock in (client_socket, engine_socket):
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
+        # a restarted node (or engine) reconnects under its identity before its old connection is
+        # noticed gone: the new connection takes the identity over instead of being refused
+        engine_socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
 
     def register(self, reactor: Any) -> None:
         """Start relaying on ``reactor`` (a :class:`corral.wire.loop.Reactor`)."""
         reactor.add_socket(self.client_socket, self._from_clients)
         reactor.add_socket(self.engine_socket, self._from_engines)
+        if self.shape.depth:
+            reactor.call_every(RETRY_PERIOD, self._children.retry)
 
     @property
     def children_connected(self) -> set[bytes]:
@@ -238,13 +283,48 @@ class BroadcastScheduler:
 
     def node_lost(self, level: int, index: int, reason: str) -> None:
         """A node process is gone: fail what its engines owe, and every later request for them."""
-        for leaf in self.shape.leaves_under(level, index):
-            self.dead_leaves[leaf] = reason
+        self.dead_nodes[(level, index)] = reason
         if level == 1:
-            self._children.forget(node_identity(1, index))
+            self._children.forget(node_identity(1, index))  # what waited for it was failed here
+        below = self.shape.leaves_under(level, index)
         for uuid, engine_id in list(self.engines.items()):
-            if self.shape.leaf_of(engine_id) in self.dead_leaves:
+            if self.shape.leaf_of(engine_id) in below:
                 self._fail_pending(uuid, engine_id, f"is unreachable: {reason}")
+
+    def node_restarted(self, level: int, index: int) -> None:
+        """A node's process was started again on its port: its engines are served again.
+
+        Requests for them queue until the new process can take them: at the root until a
+        level-1 node says hello (the root then tells it of its engines again), at the parent of
+        a deeper node, which is told here to wait for the new process's hello.
+        """
+        self.dead_nodes.pop((level, index), None)
+        if level == 1:
+            return
+        leaf = self.shape.leaves_under(level, index)[0]
+        self._control(
+            node_identity(1, self.shape.child_toward(0, leaf)), NODE_RESTARTED, {"level": level, "index": index}
+        )
+
+    def _dead(self, leaf: int) -> str | None:
+        """Why ``leaf`` cannot be reached (a node on the way to it is gone), or None."""
+        shape = self.shape
+        for level in range(1, shape.depth + 1):
+            why = self.dead_nodes.get((level, leaf // shape.fanout ** (shape.depth - level)))
+            if why is not None:
+                return why
+        return None
+
+    def _child_hello(self, child: bytes) -> None:
+        """A child node said hello: (again) tell it of every engine below it."""
+        level, index = _place(child)
+        self.dead_nodes.pop((level, index), None)
+        below = self.shape.leaves_under(level, index)
+        for uuid, engine_id in self.engines.items():
+            leaf = self.shape.leaf_of(engine_id)
+            if leaf in below:
+                content = {"uuid": uuid.decode(), "id": engine_id, "leaf": leaf}
+                self._send_control(child, ENGINE_ADDED, content)
 
     def _fail_pending(self, uuid: bytes, engine_id: int | None, reason: str) -> None:
         for key in [k for k in self.pending if k[1] == uuid]:
@@ -259,13 +339,16 @@ class BroadcastScheduler:
             )
 
     def _control(self, child: bytes, msg_type: str, content: dict[str, Any]) -> None:
-        def send() -> None:
-            try:
-                self.session.send(self.engine_socket, msg_type, content, ident=[child])
-            except zmq.ZMQError as err:
-                log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
+        self._children.send(child, partial(self._send_control, child, msg_type, content))
 
-        self._children.send(child, send)
+    def _send_control(self, child: bytes, msg_type: str, content: dict[str, Any]) -> bool:
+        try:
+            self.session.send(self.engine_socket, msg_type, content, ident=[child])
+        except zmq.ZMQError as err:
+            if _unreachable(err):
+                return False
+            log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
+        return True
 
     def _fail(self, client: bytes, header: Mapping[str, Any], uuid: bytes, engine_id: int | None, reason: str) -> None:
         info: dict[str, Any] = {"engine_uuid": uuid.decode(errors="replace")}
@@ -333,7 +416,7 @@ class BroadcastScheduler:
         children: dict[bytes, None] = {}
         for engine in chosen:
             engine_id = self.engines[engine]
-            dead = self.dead_leaves.get(self.shape.leaf_of(engine_id))
+            dead = self._dead(self.shape.leaf_of(engine_id)) if self.dead_nodes else None
             if dead is not None:
                 self._fail(client, header, engine, engine_id, f"engine {engine_id} is unreachable: {dead}")
                 continue
@@ -342,12 +425,16 @@ class BroadcastScheduler:
         for child in children:
             self._children.send(child, partial(self._forward_down, raw, child, client))
 
-    def _forward_down(self, raw: RawMessage, child: bytes, client: bytes) -> None:
+    def _forward_down(self, raw: RawMessage, child: bytes, client: bytes) -> bool:
         try:
             self.session.forward(self.engine_socket, raw, idents=[child, client])
-            self.counts["copies"] += 1
         except zmq.ZMQError as err:
+            if _unreachable(err):
+                return False  # not connected (yet, or again): it waits; a dead node is failed
             log.warning("could not send broadcast %s to node %r: %s", raw.msg_id, child, err)
+            return True
+        self.counts["copies"] += 1
+        return True
 
     def _from_engines(self, socket: zmq.Socket[Any]) -> None:
         session = self.session
@@ -430,22 +517,42 @@ class BroadcastNode:
         self._by_id: dict[int, bytes] = {}
         #: "requests" from the parent, "copies" sent down, "replies" sent up, "errors" made here
         self.counts: Counter[str] = Counter()
-        self._peers = _Downstream(down)
+        self._peers = _Downstream(None if self.leaf else self._child_hello)
+        self._timer: Any = None
         for sock in (up, down):
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
         down.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        down.setsockopt(zmq.ROUTER_HANDOVER, 1)
 
     @property
     def connected(self) -> set[bytes]:
-        """The children (engines or nodes) that said hello."""
+        """The children (engines or nodes) that said hello or could be reached."""
         return set(self._peers.connected)
 
     def register(self, reactor: Any) -> None:
         """Serve on ``reactor`` and say hello to the parent."""
         reactor.add_socket(self.up, self._from_parent)
         reactor.add_socket(self.down, self._from_children)
+        self._timer = reactor.call_every(RETRY_PERIOD, self._peers.retry)
         self.session.send(self.up, NODE_HELLO, {"level": self.level, "index": self.index})
+
+    def unregister(self, reactor: Any) -> None:
+        """Stop serving on ``reactor`` (the sockets stay open for their owner to close)."""
+        reactor.remove_socket(self.up)
+        reactor.remove_socket(self.down)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _child_hello(self, child: bytes) -> None:
+        """A child node said hello: (again) tell it of every engine below it."""
+        level, index = _place(child)
+        below = self.shape.leaves_under(level, index)
+        for uuid, engine_id in self.engines.items():
+            leaf = self.shape.leaf_of(engine_id)
+            if leaf in below:
+                self._send_control(child, ENGINE_ADDED, {"uuid": uuid.decode(), "id": engine_id, "leaf": leaf})
 
     def _child(self, engine_id: int) -> bytes:
         """The child node on the way to engine ``engine_id``'s leaf (inner nodes only)."""
@@ -477,6 +584,9 @@ class BroadcastNode:
             self._request(raw, idents[0])
 
     def _on_control(self, msg: Message) -> None:
+        if msg.msg_type == NODE_RESTARTED:
+            self._node_restarted(msg)
+            return
         uuid_s = msg.content.get("uuid")
         if not isinstance(uuid_s, str):
             self.session.reject("broadcast_tree", MessageRejected("malformed", f"{msg.msg_type} without a uuid"))
@@ -503,14 +613,30 @@ class BroadcastNode:
         else:
             log.debug("broadcast node ignores %s", msg.msg_type)
 
-    def _relay_control(self, child: bytes, msg: Message) -> None:
-        def send() -> None:
-            try:
-                self.session.send(self.down, msg.msg_type, msg.content, ident=[child])
-            except zmq.ZMQError as err:
-                log.warning("could not tell broadcast node %r of %s: %s", child, msg.msg_type, err)
+    def _node_restarted(self, msg: Message) -> None:
+        level, index = msg.content.get("level"), msg.content.get("index")
+        if not isinstance(level, int) or not isinstance(index, int) or level <= self.level or self.leaf:
+            self.session.reject("broadcast_tree", MessageRejected("malformed", f"{msg.msg_type} {msg.content!r}"))
+            return
+        child_index = index // self.shape.fanout ** (level - self.level - 1)
+        child = node_identity(self.level + 1, child_index)
+        if level == self.level + 1:
+            # the old process's queue was answered for by the root; wait for the new one's hello
+            self._peers.forget(child)
+        else:
+            self._relay_control(child, msg)
 
-        self._peers.send(child, send)
+    def _relay_control(self, child: bytes, msg: Message) -> None:
+        self._peers.send(child, partial(self._send_control, child, msg.msg_type, msg.content))
+
+    def _send_control(self, child: bytes, msg_type: str, content: Mapping[str, Any]) -> bool:
+        try:
+            self.session.send(self.down, msg_type, content, ident=[child])
+        except zmq.ZMQError as err:
+            if _unreachable(err):
+                return False
+            log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
+        return True
 
     def _request(self, raw: RawMessage, client: bytes) -> None:
         targets = _targets(raw.header)
@@ -521,23 +647,28 @@ class BroadcastNode:
         if self.leaf:
             for engine_id in ids:
                 engine = self._by_id[engine_id]
-                self._peers.send(engine, partial(self._to_engine, raw, engine, client))
+                self._peers.send(engine, partial(self._to_engine, raw, engine, client, time.monotonic()))
             return
         for child in dict.fromkeys(self._child(i) for i in ids):
             self._peers.send(child, partial(self._to_child, raw, child, client))
 
-    def _to_child(self, raw: RawMessage, child: bytes, client: bytes) -> None:
+    def _to_child(self, raw: RawMessage, child: bytes, client: bytes) -> bool:
         try:
             self.session.forward(self.down, raw, idents=[child, client])
-            self.counts["copies"] += 1
         except zmq.ZMQError as err:
+            if _unreachable(err):
+                return False  # reconnecting: it waits (a dead child's is failed by the root)
             log.warning("could not send broadcast %s to node %r: %s", raw.msg_id, child, err)
+            return True
+        self.counts["copies"] += 1
+        return True
 
-    def _to_engine(self, raw: RawMessage, engine: bytes, client: bytes) -> None:
+    def _to_engine(self, raw: RawMessage, engine: bytes, client: bytes, since: float) -> bool:
         try:
             self.session.forward(self.down, raw, idents=[engine, client])
-            self.counts["copies"] += 1
         except zmq.ZMQError as err:
+            if _unreachable(err) and time.monotonic() - since < ENGINE_REACH_TIMEOUT:
+                return False  # not (re)connected yet: try again shortly
             engine_id = self.engines.get(engine)
             info: dict[str, Any] = {"engine_uuid": engine.decode(errors="replace")}
             if engine_id is not None:
@@ -550,6 +681,9 @@ class BroadcastNode:
                 self.session.send(self.up, msg_type, content, parent=header, ident=[engine, client], metadata=metadata)
             except zmq.ZMQError:  # pragma: no cover - a DEALER queues
                 log.warning("could not send the error for broadcast %s up", raw.msg_id)
+            return True
+        self.counts["copies"] += 1
+        return True
 
     def _from_children(self, socket: zmq.Socket[Any]) -> None:
         session = self.session

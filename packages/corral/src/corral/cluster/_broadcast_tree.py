@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 60.0
 #: Seconds a node has to exit after its lifeline is closed and SIGTERM, before SIGKILL.
 STOP_TIMEOUT = 5.0
+#: A node that dies is started again on its port at most this many times a minute.
+MAX_RESTARTS = 3
 
 
 def _local(ip: str) -> str:
@@ -88,7 +90,8 @@ class BroadcastTree:
         self.processes: dict[tuple[int, int], subprocess.Popen[str]] = {}
         #: (level, index) -> the port its children connect to
         self.ports: dict[tuple[int, int], int] = {}
-        self._lost: set[tuple[int, int]] = set()
+        self._given_up: set[tuple[int, int]] = set()
+        self._restarts: dict[tuple[int, int], list[float]] = {}
 
     def leaf_port(self, leaf: int) -> int:
         """The port engines served by ``leaf`` connect their broadcast socket to."""
@@ -112,8 +115,7 @@ class BroadcastTree:
             for level in range(1, self.shape.depth + 1):
                 started = {}
                 for index in range(self.shape.nodes(level)):
-                    parent = self.root_port if level == 1 else self.ports[(level - 1, index // self.shape.fanout)]
-                    started[(level, index)] = self._spawn(level, index, parent)
+                    started[(level, index)] = self._spawn(level, index)
                 deadline = time.monotonic() + timeout
                 for place, proc in started.items():
                     self.ports[place] = self._read_port(place, proc, deadline)
@@ -122,14 +124,15 @@ class BroadcastTree:
             raise
         log.info("broadcast tree: %d node process(es), %d leaves", len(self.processes), self.shape.leaves)
 
-    def _spawn(self, level: int, index: int, parent_port: int) -> subprocess.Popen[str]:
+    def _spawn(self, level: int, index: int, port: int = 0) -> subprocess.Popen[str]:
+        parent_port = self.root_port if level == 1 else self.ports[(level - 1, index // self.shape.fanout)]
         config = {
             "key": self.key,
             "signature_scheme": self.signature_scheme,
             "curve": self.curve_public_key is not None,
             "curve_public_key": self.curve_public_key,
             "ip": self.ip,
-            "port": 0,
+            "port": port,
             "parent": _url(self.ip, parent_port),
             "depth": self.shape.depth,
             "fanout": self.shape.fanout,
@@ -179,26 +182,51 @@ class BroadcastTree:
             raise OSError(f"broadcast node {place[0]}-{place[1]} answered {line!r}, not its port") from None
         return int(port)
 
-    def check(self, on_lost: Callable[[int, int, str], Any]) -> None:
-        """Report each node process that exited since the last check to ``on_lost(level, index, why)``."""
-        for place, proc in self.processes.items():
-            if place in self._lost:
+    def check(
+        self, on_lost: Callable[[int, int, str], Any], on_restarted: Callable[[int, int], Any] | None = None
+    ) -> None:
+        """Report each node process that exited since the last check, and start it again.
+
+        ``on_lost(level, index, why)`` is called first (the root fails what the node's engines
+        owe), then the node is started again on its port, where its children reconnect by
+        themselves, and ``on_restarted(level, index)`` is called. A node that died
+        :data:`MAX_RESTARTS` times within a minute is left dead.
+        """
+        now = time.monotonic()
+        for place, proc in list(self.processes.items()):
+            if place in self._given_up:
                 continue
             code = proc.poll()
             if code is None:
                 continue
-            self._lost.add(place)
+            _close_pipes(proc)
             why = f"broadcast scheduler node {place[0]}-{place[1]} (pid {proc.pid}) exited with status {code}"
-            log.error("%s; the engines below it cannot be reached by broadcasts", why)
             on_lost(place[0], place[1], why)
+            recent = [t for t in self._restarts.get(place, []) if now - t < 60]
+            if len(recent) >= MAX_RESTARTS:
+                log.error(
+                    "%s; it died %d times within a minute and is not started again: "
+                    "the engines below it get no more broadcasts",
+                    why,
+                    len(recent) + 1,
+                )
+                self._given_up.add(place)
+                continue
+            self._restarts[place] = [*recent, now]
+            log.error("%s; starting it again on port %d", why, self.ports[place])
+            try:
+                self.processes[place] = self._spawn(place[0], place[1], port=self.ports[place])
+            except OSError as err:
+                log.error("%s", err)
+                self._given_up.add(place)
+                continue
+            if on_restarted is not None:
+                on_restarted(place[0], place[1])
 
     def stop(self) -> None:
         """Stop every node: close its lifeline, SIGTERM, and SIGKILL what is left after a while."""
         for proc in self.processes.values():
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    with contextlib.suppress(OSError):
-                        pipe.close()
+            _close_pipes(proc)
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
@@ -210,3 +238,11 @@ class BroadcastTree:
                 log.warning("broadcast node pid %d did not stop; killing it", proc.pid)
                 proc.kill()
                 proc.wait(STOP_TIMEOUT)
+
+
+def _close_pipes(proc: subprocess.Popen[str]) -> None:
+    """Close a node's lifeline and output pipe (it stops when its lifeline closes)."""
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()

@@ -397,7 +397,7 @@ class Controller:
         shape = self.broadcast_shape
         # an engine learns its leaf from the registration reply; the connection file is unchanged
         self.hub.registration_extra = lambda record: {"broadcast_engine_port": tree.leaf_port(shape.leaf_of(record.id))}
-        self.reactor.call_every(tree.check_period, tree.check, root.node_lost)
+        self.reactor.call_every(tree.check_period, tree.check, root.node_lost, root.node_restarted)
 
     def _open_store(self) -> ResultStore:
         if self.store_kind == "memory":
