@@ -334,6 +334,18 @@ def test_a_tampered_message_from_the_parent_is_dropped_at_the_node(tree: Tree) -
     assert not tree.client.poll(100)
 
 
+def test_a_hello_from_something_that_is_not_a_child_node_is_refused(tree: Tree) -> None:
+    root_url = tree.root.engine_socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+    for identity in (b"junk", node_identity(2, 0), node_identity(1, 9)):
+        stray = tree.dealer(root_url, identity)
+        Session(KEY).send(stray, broadcast.NODE_HELLO, {})
+    rejected = tree.session.rejections
+    tree.wait(lambda: rejected[("broadcast_engine", "malformed")] == 3)
+    tree.send([0])
+    tree.reply(0, tree.recv(tree.engines[0]))  # the tree still serves
+    assert tree.replies(1)[0].metadata["engine_id"] == 0
+
+
 def test_a_node_refuses_a_place_outside_the_tree() -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     up, down = ctx.socket(zmq.DEALER), ctx.socket(zmq.ROUTER)

@@ -126,6 +126,8 @@ class Engine:
             path = Path(os.fspath(connection)).expanduser()
             self._info = read_connection_file(path)
             self._source = str(path)
+        # as given: each registration reply may name another broadcast port than the file's
+        self._file_info = self._info
         if namespace is None:
             namespace = new_namespace()
         elif not isinstance(namespace, dict):
@@ -395,7 +397,7 @@ class Engine:
             curve_server_key=self._info.get("curve_public_key"),
         )
         self._id = reg.id
-        self._info = _with_broadcast_leaf(self._info, reg)
+        self._info = _with_broadcast_leaf(self._file_info, reg)
         engine_info = {"engine_id": reg.id, "engine_uuid": self._uuid}
         self._iopub = IOPub(
             self._session,
@@ -467,7 +469,7 @@ class Engine:
                 self._request_stop(f"the restarted controller gave this engine id {reg.id}, not {self._id}")
                 return
             # the new controller's schedulers learn of the request sockets from their hellos
-            info = _with_broadcast_leaf(self._info, reg)
+            info = _with_broadcast_leaf(self._file_info, reg)
             moved = info["ports"].get("broadcast_engine") != self._info["ports"].get("broadcast_engine")
             self._info = info
             if self._shell is not None:
@@ -581,6 +583,9 @@ class Engine:
 
 def _with_broadcast_leaf(info: ConnectionInfo, reg: Registration) -> ConnectionInfo:
     """Return ``info`` with the broadcast port the registration reply names, if it names one.
+
+    Without one (a controller with no broadcast tree) ``info`` itself is returned, so an engine
+    that re-registers with such a controller goes back to the connection file's port.
 
     A controller with a broadcast tree (docs/decisions.md, "The broadcast tree") tells each
     engine the port of the leaf that serves it, on the controller's address; the connection

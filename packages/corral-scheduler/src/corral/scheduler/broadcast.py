@@ -138,10 +138,13 @@ def _targets(header: Mapping[str, Any]) -> list[Any] | None:
     return targets
 
 
-def _place(identity: bytes) -> tuple[int, int]:
-    """The (level, index) of a node's :func:`node_identity`."""
-    _, level, index = identity.decode("ascii").rsplit("-", 2)
-    return int(level), int(index)
+def _place(identity: bytes) -> tuple[int, int] | None:
+    """The (level, index) of a node's :func:`node_identity`, or None if it is not one."""
+    prefix, _, rest = identity.decode("ascii", errors="replace").rpartition("-")
+    head, _, level = prefix.rpartition("-")
+    if head != "corral-broadcast-node" or not level.isdigit() or not rest.isdigit():
+        return None
+    return int(level), int(rest)
 
 
 def _is_id(t: Any) -> bool:
@@ -317,8 +320,11 @@ class BroadcastScheduler:
 
     def _child_hello(self, child: bytes) -> None:
         """A child node said hello: (again) tell it of every engine below it."""
-        level, index = _place(child)
-        self.dead_nodes.pop((level, index), None)
+        place = _place(child)
+        if place is None or place[0] != 1 or not 0 <= place[1] < self.shape.nodes(1):
+            self.session.reject("broadcast_engine", MessageRejected("malformed", f"hello from {child!r}"))
+            return
+        level, index = place
         below = self.shape.leaves_under(level, index)
         for uuid, engine_id in self.engines.items():
             leaf = self.shape.leaf_of(engine_id)
@@ -547,8 +553,11 @@ class BroadcastNode:
 
     def _child_hello(self, child: bytes) -> None:
         """A child node said hello: (again) tell it of every engine below it."""
-        level, index = _place(child)
-        below = self.shape.leaves_under(level, index)
+        place = _place(child)
+        if place is None or place[0] != self.level + 1:
+            self.session.reject("broadcast_engine", MessageRejected("malformed", f"hello from {child!r}"))
+            return
+        below = self.shape.leaves_under(*place)
         for uuid, engine_id in self.engines.items():
             leaf = self.shape.leaf_of(engine_id)
             if leaf in below:
