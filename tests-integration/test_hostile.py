@@ -495,14 +495,35 @@ def test_the_data_channels_refuse_frames_over_max_frame_size_before_authenticati
         growth = rss_mb(pid) - rss_before
         assert growth < 32, f"the controller allocated the frame on {channel}"
         print(f"{channel} (limit {limit / 2**20:.0f} MiB): hung up after {sent / 2**20:.0f} MiB; RSS {growth:+.1f} MB")
-    # admitted peers' frames up to the limit still pass, and the cluster serves
+    # admitted peers' buffers larger than the limit still pass both ways: split into frames of
+    # the limit's size (the connection file names it) and joined again by the receiver
+    big = 2 * limit + 12345
     with framed_client(cluster) as framed:
-        assert framed[0].apply_sync(len, b"x" * (limit // 2)) == limit // 2
+        assert framed[0].apply_sync(len, b"x" * big) == big
+        back = framed[0].apply_sync(bytes, big)
+        assert len(back) == big
+        assert back.count(0) == big
     assert rc[0].apply_sync(len, b"small") == 5
 
 
-def test_without_a_limit_the_data_channels_take_large_frames_from_admitted_peers(cluster: Cluster) -> None:
-    # the default: no limit on the data channels, so arrays of any size pass (docs/security.md)
+@pytest.mark.parametrize("channel", sorted(DATA_CHANNELS))
+def test_by_default_the_data_channels_refuse_a_gigabyte_frame_before_authentication(
+    channel: str, cluster: Cluster, rc: Client
+) -> None:
+    # the default limit is 256 MiB (corral.wire.protocol.DEFAULT_BUFFER_FRAME_SIZE)
+    assert read_connection_file(cluster.connection_file)["max_frame_size"] == 256 * 2**20
+    assert cluster.controller is not None
+    pid = cluster.controller.pid
+    rss_before = rss_mb(pid)
+    sent, closed = _greet(read_connection_file(cluster.connection_file)["ports"][channel], 2**30, OVERSIZED)
+    assert closed, f"a 1 GiB frame announced on {channel} was not refused"
+    assert sent < OVERSIZED // 4, (channel, sent)
+    assert rss_mb(pid) - rss_before < 32, f"the controller allocated the frame on {channel}"
+    assert rc[0].apply_sync(len, b"small") == 5
+
+
+def test_by_default_the_data_channels_take_frames_over_64_mib_from_admitted_peers(cluster: Cluster) -> None:
+    # the data channels' default limit (256 MiB) is above the control channels' (64 MiB)
     big = b"\1" * (DEFAULT_MAX_FRAME_SIZE + 1024)
     with framed_client(cluster) as framed:
         assert framed[0].apply_sync(len, big) == len(big)

@@ -302,3 +302,36 @@ def test_gmac_tags_buffers_too_large_for_one_aesgcm_call(monkeypatch: pytest.Mon
     tampered[-1] ^= 1
     monkeypatch.setattr(signing, "_GMAC_ONE_CALL_MAX", 100)
     assert not signer.verify(bytes(tampered), whole)
+
+
+def test_buffers_over_the_frame_size_travel_split_and_arrive_whole(
+    sockets: tuple[zmq.Socket[Any], zmq.Socket[Any]],
+) -> None:
+    np = pytest.importorskip("numpy")
+    a = Session(b"k" * 32, buffer_frame_size=1000)
+    b = Session(b"k" * 32, buffer_frame_size=1000)
+    relay = Session(b"k" * 32)
+    arr = np.arange(700, dtype=np.float64)  # 5,600 bytes: six frames
+    frames = a.serialize(a.msg("apply_request"), [b"small", arr, b"z" * 1000, b"q" * 1001])
+    sizes = [memoryview(f).nbytes for f in frames[6:]]
+    assert max(sizes) <= 1000
+    assert len(sizes) == 1 + 6 + 1 + 2
+    # a relay routes and forwards the frames untouched; the receiver gets the four buffers back
+    tx, rx = sockets
+    raw = relay.deserialize_raw(frames[1:], stream=1)
+    relay.forward(tx, raw)
+    msg = b.recv(rx)
+    assert [buf.nbytes for buf in msg.buffers] == [5, 5600, 1000, 1001]
+    assert np.array_equal(np.frombuffer(msg.buffers[1], dtype=np.float64), arr)
+    assert bytes(msg.buffers[3]) == b"q" * 1001
+    # a changed piece is a tampered buffer; a lie about the split is malformed
+    bad = [bytes(memoryview(f)) for f in frames[1:]]
+    bad[7] = b"X" + bad[7][1:]
+    with pytest.raises(MessageRejected) as err:
+        Session(b"k" * 32).deserialize(bad, stream=2)
+    assert err.value.reason == "tampered_buffer"
+    with pytest.raises(MessageRejected) as err:
+        Session(b"k" * 32).deserialize([bytes(memoryview(f)) for f in frames[1:-1]], stream=3)
+    assert err.value.reason == "malformed"
+    with pytest.raises(ValueError, match="buffer_frame_size"):
+        Session(b"k" * 32, buffer_frame_size=0)

@@ -8,7 +8,13 @@ from typing import Any, Final
 
 import zmq
 
-from corral.wire.connection import ConnectionInfo, channel_url, read_connection_file, validate_connection_info
+from corral.wire.connection import (
+    ConnectionInfo,
+    buffer_frame_size,
+    channel_url,
+    read_connection_file,
+    validate_connection_info,
+)
 from corral.wire.errors import ConnectionFileError
 from corral.wire.gate import admit
 from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
@@ -85,7 +91,7 @@ def make_session(info: ConnectionInfo) -> Session:
         If the key or scheme are unusable (the connection file was validated, so only if
         edited by hand in between), or ``CORRAL_SHM`` is neither 0 nor 1.
     """
-    session = Session(info["key"], scheme=info["signature_scheme"])
+    session = Session(info["key"], scheme=info["signature_scheme"], buffer_frame_size=buffer_frame_size(info))
     # large buffers to and from engines on this host go through shared memory (corral.wire.shm)
     session.enable_shm()
     return session

@@ -39,7 +39,7 @@ from corral.engine.registration import Registration, register
 from corral.engine.shell import Shell
 from corral.engine.signals import SignalHandlers, UserCodeGuard
 from corral.wire import ConnectionInfo, Session, channel_url, read_connection_file
-from corral.wire.connection import validate_connection_info
+from corral.wire.connection import buffer_frame_size, validate_connection_info
 from corral.wire.errors import TimeoutError as CorralTimeoutError
 
 __all__ = ["Engine"]
@@ -146,7 +146,9 @@ class Engine:
         self.controller_timeout = float(controller_timeout)
         self._handle_signals = handle_signals
         self._capture_output = capture_output
-        self._session = Session(self._info["key"], scheme=self._info["signature_scheme"])
+        self._session = Session(
+            self._info["key"], scheme=self._info["signature_scheme"], buffer_frame_size=buffer_frame_size(self._info)
+        )
         # large reply buffers go back to clients on this host through shared memory
         self._session.enable_shm()
         self._inbox = Inbox()

@@ -118,7 +118,14 @@ class Record:
         """Decode the reply's (header, metadata, content, buffers)."""
         if self.reply_frames is not None:
             f = self.reply_frames
-            return _decode(f[0]), _decode(f[2]), _decode(f[3]), list(f[4:])
+            header = _decode(f[0])
+            buffers = list(f[4:])
+            chunks = header.pop("chunks", None)
+            if isinstance(chunks, list) and len(buffers) != len(chunks):
+                # a buffer the engine split into several frames (docs/protocol.md): one buffer
+                # again, which the hub's own reply splits as its limit requires
+                buffers = [b"".join(buffers[sum(chunks[:i]) : sum(chunks[: i + 1])]) for i in range(len(chunks))]
+            return header, _decode(f[2]), _decode(f[3]), buffers
         assert self.reply_parts is not None
         msg_type, content, metadata = self.reply_parts
         return {"msg_type": msg_type}, metadata, content, []

@@ -21,7 +21,12 @@ from typing import Any, Final, Literal, TypedDict
 
 from corral.wire.errors import ConnectionFileError
 from corral.wire.paths import private_dir
-from corral.wire.protocol import PROTOCOL_VERSION, check_protocol_version
+from corral.wire.protocol import (
+    DEFAULT_BUFFER_FRAME_SIZE,
+    MIN_BUFFER_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    check_protocol_version,
+)
 from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 
 if sys.version_info >= (3, 11):
@@ -32,6 +37,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = [
     "ConnectionInfo",
     "KEY_BYTES",
+    "buffer_frame_size",
     "channel_url",
     "new_connection_info",
     "new_key",
@@ -64,6 +70,9 @@ class ConnectionInfo(TypedDict):
     signature_scheme: str
     #: the controller's CurveZMQ public key (Z85), when transport encryption is on
     curve_public_key: NotRequired[str]
+    #: largest frame the controller's data channels take, in bytes; senders split larger
+    #: buffers into frames of this size (absent: :data:`DEFAULT_BUFFER_FRAME_SIZE`)
+    max_frame_size: NotRequired[int]
 
 
 def new_key() -> str:
@@ -127,6 +136,11 @@ def _fail(source: str, problem: str, fix: str) -> ConnectionFileError:
     return ConnectionFileError(f"{source}: {problem}. {fix}")
 
 
+def buffer_frame_size(info: ConnectionInfo) -> int:
+    """The largest frame to put a buffer in when talking to this controller."""
+    return info.get("max_frame_size", DEFAULT_BUFFER_FRAME_SIZE)
+
+
 def validate_connection_info(data: Any, *, source: str = "connection info") -> ConnectionInfo:
     """Check every field of a connection file's contents and return them typed.
 
@@ -183,6 +197,14 @@ def validate_connection_info(data: Any, *, source: str = "connection info") -> C
         )
     if "curve_public_key" in data and not isinstance(data["curve_public_key"], str):
         raise _fail(source, "curve_public_key should be a Z85 string", regenerate)
+    if "max_frame_size" in data and not (
+        type(data["max_frame_size"]) is int and data["max_frame_size"] >= MIN_BUFFER_FRAME_SIZE
+    ):
+        raise _fail(
+            source,
+            f"max_frame_size {data['max_frame_size']!r} is not a number of bytes >= {MIN_BUFFER_FRAME_SIZE}",
+            regenerate,
+        )
     return data  # type: ignore[return-value]
 
 

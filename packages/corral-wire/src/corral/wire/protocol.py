@@ -14,7 +14,9 @@ from corral.wire.errors import ProtocolVersionError
 
 __all__ = [
     "CHANNELS",
+    "DEFAULT_BUFFER_FRAME_SIZE",
     "ENVELOPE_VERSION",
+    "MIN_BUFFER_FRAME_SIZE",
     "PROTOCOL_VERSION",
     "check_protocol_version",
     "protocol_major",
@@ -22,6 +24,15 @@ __all__ = [
 
 #: The protocol version this package speaks, as ``"MAJOR.MINOR"``.
 PROTOCOL_VERSION: Final = "1.0"
+
+#: Largest frame a buffer travels in (256 MiB), and what a controller's data channels accept
+#: from anyone by default: a larger buffer is split into frames of this size and joined again
+#: by the receiver (``header["chunks"]``, docs/protocol.md), so no peer needs a socket that
+#: takes frames of any size, and a stranger cannot make the controller allocate one.
+DEFAULT_BUFFER_FRAME_SIZE: Final = 256 * 1024 * 1024
+
+#: The smallest frame limit a controller may set for its data channels (1 MiB).
+MIN_BUFFER_FRAME_SIZE: Final = 1024 * 1024
 
 #: The version byte at the start of every signature frame (see ``docs/protocol.md``).
 ENVELOPE_VERSION: Final = 1

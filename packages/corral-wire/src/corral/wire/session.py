@@ -32,12 +32,13 @@ import zmq
 from corral.wire.errors import MessageRejected, ProtocolVersionError
 from corral.wire.frames import DELIM, recv_frames, send_frames
 from corral.wire.message import Header, Message, RawMessage, parent_header_of
-from corral.wire.protocol import ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
+from corral.wire.protocol import DEFAULT_BUFFER_FRAME_SIZE, ENVELOPE_VERSION, PROTOCOL_VERSION, protocol_major
 from corral.wire.replay import ReplayGuard
 from corral.wire.shm import DEFAULT_SHM_THRESHOLD, SharedMemory, segment_tag, shm_enabled, take_references
 from corral.wire.signing import DEFAULT_SCHEME, Signer, make_signer
 
 __all__ = [
+    "DEFAULT_BUFFER_FRAME_SIZE",
     "DEFAULT_MAX_FRAME_SIZE",
     "DELIM",
     "InsecureSessionWarning",
@@ -193,6 +194,46 @@ def _mac_update(mac: Any, envelope: Any, lengths: bytes, small: Sequence[Any], s
     mac.update(digests)
 
 
+def _nbytes(buf: Any) -> int:
+    if type(buf) is bytes:
+        return len(buf)
+    return _view(buf).nbytes
+
+
+def _check_chunks(chunks: Any, nbuf: int, nframes: int) -> None:
+    """Check that ``header["chunks"]`` splits ``nframes`` buffer frames into ``nbuf`` buffers."""
+    if chunks is None:
+        raise MessageRejected("malformed", f"{nbuf} buffers signed but {nframes} frames received")
+    if (
+        not isinstance(chunks, list)
+        or len(chunks) != nbuf
+        or not all(type(c) is int and c > 0 for c in chunks)
+        or sum(chunks) != nframes
+    ):
+        raise MessageRejected(
+            "malformed", f"header chunks {chunks!r} do not split {nframes} frames into {nbuf} buffers"
+        )
+
+
+def _join_chunks(frames: list[memoryview], chunks: Sequence[int]) -> list[memoryview]:
+    """Join each buffer's frames into one (a copy, only for buffers sent in several frames)."""
+    out: list[memoryview] = []
+    i = 0
+    for n in chunks:
+        if n == 1:
+            out.append(frames[i])
+        else:
+            parts = frames[i : i + n]
+            joined = bytearray(sum(p.nbytes for p in parts))
+            pos = 0
+            for p in parts:
+                joined[pos : pos + p.nbytes] = p
+                pos += p.nbytes
+            out.append(memoryview(joined).toreadonly())
+        i += n
+    return out
+
+
 class InsecureSessionWarning(UserWarning):
     """A Session was made with an empty key: messages are neither signed nor checked."""
 
@@ -233,11 +274,16 @@ class Session:
     replay_window
         Seconds a sender's clock may differ from ours before its messages are ``stale``;
         ``0`` turns the age check off (counters still stop replays).
+    buffer_frame_size
+        Send a buffer larger than this in several frames of at most this size (the
+        receiver joins them); clients and engines take it from the connection file's
+        ``max_frame_size``, the limit of the controller's data channels.
 
     Raises
     ------
     ValueError
-        If ``scheme`` is unknown, ``key`` is not bytes or hex, or ``session`` is not 32 hex digits.
+        If ``scheme`` is unknown, ``key`` is not bytes or hex, ``session`` is not 32 hex digits,
+        or ``buffer_frame_size`` is not positive.
 
     Examples
     --------
@@ -257,6 +303,7 @@ class Session:
         session: str | None = None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         replay_window: float = 600.0,
+        buffer_frame_size: int = DEFAULT_BUFFER_FRAME_SIZE,
     ) -> None:
         if isinstance(key, str):
             try:
@@ -295,6 +342,10 @@ class Session:
         self.username = username
         self.max_frame_size = int(max_frame_size)
         self.replay = ReplayGuard(max_age=replay_window)
+        if not (isinstance(buffer_frame_size, int) and buffer_frame_size > 0):
+            raise ValueError(f"buffer_frame_size must be a positive number of bytes, not {buffer_frame_size!r}")
+        #: buffers larger than this go out in several frames (see ``buffer_frame_size``)
+        self.buffer_frame_size = buffer_frame_size
         #: messages dropped, by (channel, reason)
         self.rejections: Counter[tuple[str, str]] = Counter()
         self._log_rejection = _RateLimitedLog()
@@ -434,12 +485,34 @@ class Session:
         if self.shm is not None:
             route = self.shm_routes.get(idents[0]) if idents else None
             header, out = self.shm.outgoing(msg.header, msg.parent_header, bufs, route)
+        header, out = self._split(header, out)
         try:
             small = [_dumps(header), _dumps(msg.parent_header), _dumps(msg.metadata), _dumps(msg.content)]
         except ValueError as err:  # NaN or Infinity, refused by allow_nan=False
             raise TypeError(f"{err}: send such numbers as strings, or in a buffer") from None
         digests = b"".join([self.signer.digest(b) for b in bufs]) if self._signed else b""
         return [*idents, DELIM, self._envelope(small, digests, len(bufs)), *small, *out]
+
+    def _split(self, header: Mapping[str, Any], out: list[Any]) -> tuple[Mapping[str, Any], list[Any]]:
+        """Split buffers larger than :attr:`buffer_frame_size` into frames (views, no copy)."""
+        limit = self.buffer_frame_size
+        sizes = [_nbytes(b) for b in out]
+        if not sizes or max(sizes) <= limit:
+            return header, out
+        frames: list[Any] = []
+        chunks: list[int] = []
+        for buf, size in zip(out, sizes, strict=True):
+            if size <= limit:
+                frames.append(buf)
+                chunks.append(1)
+                continue
+            view = _view(buf)
+            if view.ndim != 1 or view.format != "B":
+                view = view.cast("B")
+            pieces = [view[i : i + limit] for i in range(0, size, limit)]
+            frames.extend(pieces)
+            chunks.append(len(pieces))
+        return {**header, "chunks": chunks}, frames
 
     def send(
         self,
@@ -524,8 +597,8 @@ class Session:
         version, flags, sid, counter, stamp, nbuf = _ENVELOPE.unpack_from(sig)
         if version != ENVELOPE_VERSION:
             raise ProtocolVersionError(f"envelope version {version}, this side reads {ENVELOPE_VERSION}")
-        if nbuf != len(frames) - 5:
-            raise MessageRejected("malformed", f"{nbuf} buffers signed but {len(frames) - 5} received")
+        if nbuf > len(frames) - 5:
+            raise MessageRejected("malformed", f"{nbuf} buffers signed but {len(frames) - 5} frames received")
         small = [f if type(f) is bytes else _view(f) for f in frames[1:5]]
         lengths = (len(small[0]), len(small[1]), len(small[2]), len(small[3]))
         if max(lengths) > self.max_frame_size:
@@ -550,6 +623,8 @@ class Session:
         if not header.keys() >= _HEADER_KEYS:
             missing = ", ".join(sorted(_HEADER_KEYS - header.keys()))
             raise MessageRejected("malformed", f"the header lacks {missing}")
+        if nbuf != len(frames) - 5:
+            _check_chunks(header.get("chunks"), nbuf, len(frames) - 5)
         if header["version"] == PROTOCOL_VERSION:
             return header, digests, nbuf  # type: ignore[return-value]
         try:
@@ -605,6 +680,8 @@ class Session:
             metadata = _loads_object(frames[3], "metadata")
             content = _loads_object(frames[4], "content")
             buffers = [_view(f).toreadonly() for f in frames[5:]]
+            if len(buffers) != _nbuf:  # checked against header["chunks"] by _check
+                buffers = _join_chunks(buffers, header["chunks"])  # type: ignore[typeddict-item]
             if verify_buffers and "shm" in header:
                 problem = take_references(header, buffers, self._shm_tag)
                 if problem:
@@ -707,5 +784,7 @@ class Session:
         """
         frames = raw.frames
         small = [f if type(f) is bytes else _view(f) for f in frames[:4]]
-        env = self._envelope(small, raw.digests, len(frames) - 4)
+        chunks = raw.header.get("chunks")
+        nbuf = len(chunks) if isinstance(chunks, list) else len(frames) - 4
+        env = self._envelope(small, raw.digests, nbuf)
         send_frames(socket, [*idents, DELIM, env, *frames])

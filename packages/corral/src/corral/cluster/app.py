@@ -127,9 +127,10 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="MB",
-        help="largest frame the data channels (requests, results, output) accept, in MiB; a peer sending a larger "
-        "one, even before it proves it holds the key, is disconnected before the frame is allocated "
-        "(default: no limit; the other channels always refuse frames over 64 MiB)",
+        help="largest frame the data channels (requests, results, output) accept, in MiB (at least 1); a peer "
+        "sending a larger one, even before it proves it holds the key, is disconnected before the frame is "
+        "allocated, and corral's own clients and engines split larger buffers into frames of this size "
+        "(default: 256; the other channels always refuse frames over 64 MiB)",
     )
     security = parser.add_mutually_exclusive_group()
     security.add_argument(
@@ -174,8 +175,8 @@ def run_controller(args: argparse.Namespace) -> int:
     if args.retention is not None and not args.retention > 0:
         print("corral controller: --retention must be a positive number of seconds", file=sys.stderr)
         return 2
-    if args.max_frame_size is not None and not args.max_frame_size > 0:
-        print("corral controller: --max-frame-size must be a positive number of MiB", file=sys.stderr)
+    if args.max_frame_size is not None and not args.max_frame_size >= 1:
+        print("corral controller: --max-frame-size must be a number of MiB, at least 1", file=sys.stderr)
         return 2
     if args.restore and not args.reuse:
         from corral.wire.paths import connection_file_path

@@ -128,10 +128,11 @@ class Cluster:
         ``engine_restarts``), its request failing with ``memory limit exceeded``; no limit by
         default.
     max_frame_size
-        Largest frame, in bytes, the controller's data channels accept (``corral controller
-        --max-frame-size``); a peer sending a larger one, even before it has proved it holds the
-        key, is disconnected before the frame is allocated. None (default): no limit, so arrays
-        of any size pass; the other channels always refuse frames over 64 MiB.
+        Largest frame, in bytes (at least 1 MiB), the controller's data channels accept
+        (``corral controller --max-frame-size``); a peer sending a larger one, even before it
+        has proved it holds the key, is disconnected before the frame is allocated, and corral's
+        clients and engines split larger buffers into frames of this size, so arrays of any size
+        still pass. None (default): 256 MiB. The other channels always refuse frames over 64 MiB.
     broadcast_depth
         Levels of broadcast scheduler processes below the controller (``--broadcast-depth``;
         0: the controller sends each broadcast to every engine itself). None (default): 0 for
@@ -143,7 +144,7 @@ class Cluster:
     Raises
     ------
     ValueError
-        If ``n`` is negative, ``max_frame_size`` not a positive int, ``cluster_id``, ``ip``,
+        If ``n`` is negative, ``max_frame_size`` not an int of at least 1 MiB, ``cluster_id``, ``ip``,
         ``log_level``, ``signature_scheme``, ``scheme`` or ``hwm`` is not usable,
         ``broadcast_depth`` is negative or ``broadcast_fanout`` below 2, no launcher is named
         ``engines`` or a launcher option is bad (each message names the valid choices), or
@@ -186,9 +187,11 @@ class Cluster:
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
         if max_frame_size is not None and not (
-            isinstance(max_frame_size, int) and not isinstance(max_frame_size, bool) and max_frame_size > 0
+            isinstance(max_frame_size, int) and not isinstance(max_frame_size, bool) and max_frame_size >= 2**20
         ):
-            raise ValueError(f"max_frame_size must be a positive number of bytes or None, not {max_frame_size!r}")
+            raise ValueError(
+                f"max_frame_size must be a number of bytes, at least 1 MiB, or None, not {max_frame_size!r}"
+            )
         self.max_frame_size = max_frame_size
         if broadcast_depth is not None:
             TreeShape(broadcast_depth, broadcast_fanout)  # ValueError naming the bad one
@@ -301,6 +304,8 @@ class Cluster:
             )
             if self.curve:
                 info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
+            if self.max_frame_size is not None:
+                info["max_frame_size"] = self.max_frame_size  # engines read it before the controller starts
             write_connection_file(self.connection_file, info)
         args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level, "--store", self.store]
         args += ["--scheme", self.scheme]

@@ -29,7 +29,7 @@ from corral.wire import ConnectionInfo, Session, harden, new_connection_info, wr
 from corral.wire.gate import Gate, curve_required
 from corral.wire.loop import Reactor
 from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path, corral_dir
-from corral.wire.protocol import CHANNELS
+from corral.wire.protocol import CHANNELS, DEFAULT_BUFFER_FRAME_SIZE, MIN_BUFFER_FRAME_SIZE
 from corral.wire.session import DEFAULT_MAX_FRAME_SIZE
 from corral.wire.signing import DEFAULT_SCHEME
 
@@ -147,11 +147,13 @@ class Controller:
         Allow binding a non-loopback address without CurveZMQ (``curve=False``): anyone who
         can read the traffic can then read the key's gate token and every payload.
     max_frame_size
-        Largest frame, in bytes, the :data:`DATA_CHANNELS` accept (None: no limit, the default,
-        so arrays of any size pass). ZeroMQ applies a socket's limit to every peer, before
-        and after the gate admits it, so this also bounds what a peer without the key can make
-        the controller allocate on those channels; the other channels always refuse frames
-        over :data:`~corral.wire.session.DEFAULT_MAX_FRAME_SIZE`.
+        Largest frame, in bytes, the :data:`DATA_CHANNELS` accept (None: 256 MiB,
+        :data:`~corral.wire.protocol.DEFAULT_BUFFER_FRAME_SIZE`; at least 1 MiB). ZeroMQ applies
+        a socket's limit to every peer, before and after the gate admits it, so this also bounds
+        what a peer without the key can make the controller allocate on those channels. It goes
+        into the connection file, and clients and engines split larger buffers into frames of
+        this size, so arrays of any size pass. The other channels always refuse frames over
+        :data:`~corral.wire.session.DEFAULT_MAX_FRAME_SIZE`.
     broadcast_depth
         Levels of broadcast scheduler processes below the controller's own (0: none, the
         controller sends a broadcast to every engine itself). With depth ``d`` there are
@@ -164,7 +166,7 @@ class Controller:
     ------
     ValueError
         If a port names an unknown channel, ``task_scheme`` or ``store`` is unknown,
-        ``task_hwm`` is negative, ``retention`` or ``max_frame_size`` not positive, a
+        ``task_hwm`` is negative, ``retention`` not positive, ``max_frame_size`` below 1 MiB, a
         non-loopback ``ip`` is asked for with ``curve=False`` and not ``insecure``,
         ``broadcast_depth`` is negative or ``broadcast_fanout`` below 2.
 
@@ -200,9 +202,13 @@ class Controller:
         broadcast_fanout: int = 2,
     ) -> None:
         self.curve = resolve_curve(ip, curve, insecure)
-        if max_frame_size is not None and not (isinstance(max_frame_size, int) and max_frame_size > 0):
-            raise ValueError(f"max_frame_size must be a positive number of bytes or None, not {max_frame_size!r}")
-        self.max_frame_size = max_frame_size
+        if max_frame_size is None:
+            max_frame_size = DEFAULT_BUFFER_FRAME_SIZE
+        if not (isinstance(max_frame_size, int) and max_frame_size >= MIN_BUFFER_FRAME_SIZE):
+            raise ValueError(
+                f"max_frame_size must be at least {MIN_BUFFER_FRAME_SIZE} bytes (1 MiB), not {max_frame_size!r}"
+            )
+        self.max_frame_size: int = max_frame_size
         self.broadcast_shape = TreeShape(broadcast_depth, broadcast_fanout)
         if restore:
             store = "sqlite"
@@ -232,7 +238,9 @@ class Controller:
         self.info: ConnectionInfo = new_connection_info(
             {c: 1 for c in CHANNELS}, cluster_id=cluster_id, ip=ip, key=key, signature_scheme=signature_scheme
         )
-        self.session = Session(self.info["key"], scheme=signature_scheme)
+        # senders split larger buffers into frames this size (docs/protocol.md, "chunks")
+        self.info["max_frame_size"] = max_frame_size
+        self.session = Session(self.info["key"], scheme=signature_scheme, buffer_frame_size=max_frame_size)
         self.heartbeat_period = heartbeat_period
         self.heartbeat_misses = heartbeat_misses
         self.reactor = Reactor(self.context)
