@@ -30,6 +30,7 @@ from corral.scheduler.broadcast import BroadcastNode, TreeShape, node_identity
 from corral.wire import Session, harden
 from corral.wire.gate import Gate, admit
 from corral.wire.loop import Reactor
+from corral.wire.protocol import DEFAULT_BUFFER_FRAME_SIZE
 
 __all__ = ["NodeConfigError", "main", "parse_config", "serve"]
 
@@ -73,6 +74,9 @@ def parse_config(line: str) -> dict[str, Any]:
     port = config.setdefault("port", 0)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
         raise NodeConfigError(f"the broadcast node's setting 'port' must be 0..65535, not {port!r}")
+    limit = config.setdefault("max_frame_size", DEFAULT_BUFFER_FRAME_SIZE)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise NodeConfigError(f"the broadcast node's setting 'max_frame_size' must be a positive int, not {limit!r}")
     try:
         TreeShape(config["depth"], config["fanout"])
     except ValueError as err:
@@ -106,7 +110,11 @@ def serve(config: dict[str, Any], announce: IO[str], lifeline: IO[str] | None = 
     gate = Gate(context, key, curve=bool(config.get("curve")))
     reactor = Reactor(context)
     up = admit(harden(context.socket(zmq.DEALER), max_frame_size=None), key, config.get("curve_public_key"))
-    down = gate.guard(harden(context.socket(zmq.ROUTER)))
+    # engines' (and children's) replies arrive split at the data channels' limit; a stranger's
+    # handshake frame is bounded by it too (docs/decisions.md, per-channel frame limits)
+    down = gate.guard(
+        harden(context.socket(zmq.ROUTER)), max_frame_size=config.get("max_frame_size", DEFAULT_BUFFER_FRAME_SIZE)
+    )
     try:
         ip = config["ip"]
         if ":" in ip:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from corral.scheduler.broadcast import TreeShape
+from corral.wire.protocol import DEFAULT_BUFFER_FRAME_SIZE
 
 __all__ = ["BroadcastTree"]
 
@@ -63,6 +64,8 @@ class BroadcastTree:
     curve_public_key
         The controller's CurveZMQ public key when CurveZMQ is on; nodes then use the same
         derived keys as the controller's sockets.
+    max_frame_size
+        The frame limit of the nodes' listening sockets, as on the controller's data channels.
     """
 
     #: seconds between checks that every node process still runs
@@ -77,6 +80,7 @@ class BroadcastTree:
         ip: str,
         root_port: int,
         curve_public_key: str | None = None,
+        max_frame_size: int = DEFAULT_BUFFER_FRAME_SIZE,
     ) -> None:
         if shape.depth < 1:
             raise ValueError("a broadcast tree needs depth >= 1")
@@ -86,6 +90,7 @@ class BroadcastTree:
         self.ip = ip
         self.root_port = root_port
         self.curve_public_key = curve_public_key
+        self.max_frame_size = max_frame_size
         #: (level, index) -> the node's process
         self.processes: dict[tuple[int, int], subprocess.Popen[str]] = {}
         #: (level, index) -> the port its children connect to
@@ -138,6 +143,7 @@ class BroadcastTree:
             "fanout": self.shape.fanout,
             "level": level,
             "index": index,
+            "max_frame_size": self.max_frame_size,
         }
         try:
             proc = subprocess.Popen(

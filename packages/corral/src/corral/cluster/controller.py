@@ -395,6 +395,7 @@ class Controller:
             ip=self.ip,
             root_port=self.info["ports"]["broadcast_engine"],
             curve_public_key=self.info.get("curve_public_key"),
+            max_frame_size=self.max_frame_size,
         )
         try:
             tree.start()
