@@ -86,7 +86,7 @@ def fetch(client: Client, msg_ids: Sequence[str]) -> tuple[list[Request], dict[s
     corral.wire.errors.TimeoutError
         If the hub does not answer within the client's timeout.
     """
-    reply = client._query("result_request", {"msg_ids": list(msg_ids)})
+    reply = client._query("result_request", result_request(client, list(msg_ids)))
     results: dict[str, Any] = reply.content.get("results") or {}
     expired = [m for m in msg_ids if (results.get(m) or {}).get("state") == "expired"]
     if expired:
@@ -108,6 +108,20 @@ def fetch(client: Client, msg_ids: Sequence[str]) -> tuple[list[Request], dict[s
         if entry["state"] == "completed":
             _deliver(client, req.msg_id, entry, buffers[req.msg_id])
     return requests, results
+
+
+def result_request(client: Client, msg_ids: list[str]) -> dict[str, Any]:
+    """The content of a ``result_request`` for ``msg_ids``.
+
+    With shared memory on, it carries this client's address (``shm_host``): the hub then
+    answers with references to the segments it keeps large results in, mapped here without a
+    copy, when this client is on its host (``docs/data.md``).
+    """
+    content: dict[str, Any] = {"msg_ids": msg_ids}
+    shm = client.session.shm
+    if shm is not None:
+        content["shm_host"] = shm.address
+    return content
 
 
 class AsyncHubResult(AsyncResult):
@@ -145,7 +159,7 @@ class AsyncHubResult(AsyncResult):
         pending = [r.msg_id for r in self._requests if not r.done]
         if not pending or self._client._closed:
             return
-        query_id, fut = self._client._io.query("result_request", {"msg_ids": pending})
+        query_id, fut = self._client._io.query("result_request", result_request(self._client, pending))
         timer = self._client._io.reactor.call_later(self._client.timeout, self._poll_timed_out, query_id, fut)
         fut.add_done_callback(lambda f: self._polled(pending, f, timer))
 

@@ -149,8 +149,10 @@ class Engine:
         self._session = Session(
             self._info["key"], scheme=self._info["signature_scheme"], buffer_frame_size=buffer_frame_size(self._info)
         )
-        # large reply buffers go back to clients on this host through shared memory
-        self._session.enable_shm()
+        # large reply buffers go back to clients on this host through shared memory, in kept
+        # segments: the hub's record of the result owns them, for other clients to fetch too
+        if self._session.enable_shm() and self._session.shm is not None:
+            self._session.shm.keep_replies = True
         self._inbox = Inbox()
         self._guard = UserCodeGuard()
         self._id: int | None = None

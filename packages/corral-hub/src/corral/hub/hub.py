@@ -27,7 +27,7 @@ from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessa
 from corral.wire.errors import EngineError, RemoteError, error_reply, wrap_exception
 from corral.wire.loop import Reactor, Timer
 from corral.wire.session import parent_msg_id
-from corral.wire.shm import sweep_segments
+from corral.wire.shm import SegmentError, is_kept, open_kept, segment_tag, sweep_segments, touch_kept
 
 __all__ = ["Hub", "ReplySender", "describe_exit"]
 
@@ -154,6 +154,11 @@ class Hub:
         self._last_reply: tuple[RawMessage | None, str | None] = (None, None)
         self._reactor: Reactor | None = None
         self._fast_ping: Timer | None = None
+        self._shm_tag = segment_tag(session.key)
+        # answers result requests of clients on this host with references to kept segments
+        # (corral.wire.shm): a session of its own, so that nothing else the controller sends
+        # goes through shared memory
+        self._shm_session: Session | None = None
 
     def register(self, reactor: Reactor) -> None:
         """Start serving on ``reactor``."""
@@ -173,7 +178,7 @@ class Hub:
         runs it with ``everything=True`` when it stops. See :mod:`corral.wire.shm`.
         """
         try:
-            return sweep_segments(self.session.key, everything=everything)
+            return sweep_segments(self.session.key, everything=everything, kept=self.store.kept_segments())
         except OSError as err:  # never let housekeeping stop the hub
             log.warning("could not sweep shared-memory segments: %s", err)
             return 0
@@ -230,7 +235,7 @@ class Hub:
         if msg_id is None:
             return True
         self.acks.answered(msg_id)
-        if self.store.complete(msg_id, raw.frames) is None:
+        if self.store.complete(msg_id, raw.frames, None, self._kept_refs(raw)) is None:
             record = self.store.get(msg_id)
             if record is not None and record.done:
                 log.info("dropping a late reply to %s: it was already answered", msg_id)
@@ -240,6 +245,24 @@ class Hub:
             uuid = engine.decode(errors="replace")
             self.completed[uuid] = self.completed.get(uuid, 0) + 1
         return True
+
+    def _kept_refs(self, raw: RawMessage) -> list[list[Any]] | None:
+        """The reply's buffers in kept shared-memory segments, which its record now owns."""
+        refs = raw.header.get("shm")
+        if not refs or not isinstance(refs, list):
+            return None
+        kept = [
+            ref
+            for ref in refs
+            if isinstance(ref, list)
+            and len(ref) == 3
+            and type(ref[0]) is int
+            and ref[0] >= 0
+            and type(ref[2]) is int
+            and ref[2] > 0
+            and is_kept(ref[1], self._shm_tag)
+        ]
+        return kept or None
 
     def delivered(self, channel: str, raw: RawMessage, client: bytes, ok: bool) -> None:
         """Mark the result collected once its client's connection took it."""
@@ -502,22 +525,59 @@ class Hub:
             if record.done:
                 header, metadata, content, bufs = record.reply()
                 if "shm" in header:
-                    # its buffers went to the requesting client through shared memory
-                    # (corral.wire.shm): this hub relayed only references to them
-                    err = RemoteError(
-                        "ResultUnavailable",
-                        f"the result of {msg_id} went to the client that made the request through shared "
-                        "memory, so the hub does not hold its data: get it from that client, or run the "
-                        "client and engines with CORRAL_SHM=0 to have large results kept by the hub",
-                    )
-                    _, content, metadata = error_reply(err, record.request_header, {"engine_uuid": record.engine})
-                    bufs = []
+                    problem = self._map_kept(record, header, bufs)
+                    if problem:
+                        err = RemoteError(
+                            "ResultUnavailable",
+                            f"the result of {msg_id} was kept by the hub in shared memory, but {problem}: "
+                            "something outside corral removed it from /dev/shm",
+                        )
+                        _, content, metadata = error_reply(err, record.request_header, {"engine_uuid": record.engine})
+                        bufs = []
                 entry.update(
                     state="completed", header=header, metadata=metadata, content=content, buffer_count=len(bufs)
                 )
                 buffers.extend(bufs)
             results[msg_id] = entry
-        self._reply(msg, "result_reply", {"results": results}, buffers)
+        session = self._local_session(msg.content.get("shm_host"))
+        if session is None:
+            self._reply(msg, "result_reply", {"results": results}, buffers)
+        else:
+            # kept segments go as references to the same segments: the client maps them again
+            parent = {**msg.header, "shm_host": msg.content["shm_host"]}
+            content = {"results": results, "status": "ok"}
+            session.send(
+                self.registration_socket, "result_reply", content, parent=parent, ident=msg.idents, buffers=buffers
+            )
+
+    def _map_kept(self, record: Record, header: dict[str, Any], bufs: list[Any]) -> str:
+        """Put the mappings of a stored reply's kept segments in ``bufs``; what is wrong, or ""."""
+        header.pop("shm")
+        if record.segments is None:
+            return "its segments were lost when it was moved to SQLite"
+        for i, name, size in record.segments:
+            if i >= len(bufs):
+                return f"its reply has no buffer {i}"
+            try:
+                bufs[i] = open_kept(name, size, self._shm_tag)
+            except SegmentError as err:
+                return str(err)
+            touch_kept(name)  # whoever gets the name has the sweep's grace period to map it
+        return ""
+
+    def _local_session(self, address: object) -> Session | None:
+        """The session that answers a client at shared-memory ``address`` on this host, or None."""
+        if not isinstance(address, str) or len(address) > _MAX_SHM_ADDRESS:
+            return None
+        if self._shm_session is None:
+            if not self.session.key:
+                return None  # an unsigned cluster: its results travel in frames
+            session = Session(self.session.key, scheme=self.session.scheme)
+            if not session.enable_shm():
+                return None
+            self._shm_session = session
+        assert self._shm_session.shm is not None
+        return self._shm_session if self._shm_session.shm.local_pid(address) is not None else None
 
     def _purge_request(self, msg: Message) -> None:
         c = msg.content

@@ -17,6 +17,13 @@ collected (the reply could not be handed to its client, or nobody has fetched it
   so a controller killed at any moment and restarted on the same file (``corral controller
   --restore``) still serves every result that had arrived. It trims only by ``retention``.
 
+A reply whose buffers came through shared memory (``corral.wire.shm``) holds them in *kept*
+segments: the record owns them (:attr:`Record.segments`; their bytes count in the store's byte
+accounting like frames). :class:`MemoryStore` keeps the segments while the record is in
+memory and copies their bytes into the spill file when it spills the record;
+:class:`SqliteStore` copies them into its database as the reply arrives. A segment no record
+holds any more (:meth:`ResultStore.kept_segments`) is removed by the hub's sweep.
+
 Both remember which msg_ids they dropped past retention, so fetching one says
 ``expired`` (the client raises :class:`~corral.wire.errors.ResultExpired`) rather than
 ``unknown``. Only :meth:`ResultStore.purge`, a client's explicit request, forgets a record
@@ -35,10 +42,12 @@ import struct
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from corral.wire.shm import SegmentError, open_kept
 
 __all__ = ["ExpiredIds", "MemoryStore", "Record", "ResultStore", "SqliteStore"]
 
@@ -76,6 +85,9 @@ class Record:
     reply_parts: tuple[str, dict[str, Any], dict[str, Any]] | None = None
     completed: float | None = None
     collected: bool = False
+    #: buffers held in kept shared-memory segments: ``[buffer index, segment name, size]``
+    #: each (the reply's frame at that index is empty, its header lists them under ``shm``)
+    segments: list[list[Any]] | None = None
 
     @property
     def request_header(self) -> dict[str, Any]:
@@ -93,7 +105,8 @@ class Record:
         """Bytes of reply buffers held."""
         if self.reply_frames is None:
             return 0
-        return sum(len(f) for f in self.reply_frames[4:])
+        held = sum(size for _, _, size in self.segments) if self.segments else 0
+        return held + sum(len(f) for f in self.reply_frames[4:])
 
     def compact(self) -> None:
         """Hold the small reply frames as plain bytes (a ZeroMQ frame object costs more)."""
@@ -140,8 +153,21 @@ class ResultStore(Protocol):
     def get(self, msg_id: str) -> Record | None:
         """Return the record of ``msg_id``, or None."""
 
-    def complete(self, msg_id: str, reply_frames: list[Any] | None, reply_parts: Any = None) -> Record | None:
-        """Attach a reply; return the record, or None for an unknown or finished msg_id."""
+    def complete(
+        self,
+        msg_id: str,
+        reply_frames: list[Any] | None,
+        reply_parts: Any = None,
+        segments: list[list[Any]] | None = None,
+    ) -> Record | None:
+        """Attach a reply; return the record, or None for an unknown or finished msg_id.
+
+        ``segments`` lists the reply's buffers held in kept shared-memory segments
+        (:attr:`Record.segments`): the store owns them from now on.
+        """
+
+    def kept_segments(self) -> Container[str]:
+        """The names of the kept segments records hold (the hub's sweep leaves these)."""
 
     def mark_collected(self, msg_id: str) -> None:
         """The reply reached a client."""
@@ -296,6 +322,16 @@ class MemoryStore:
         # finished records in completion order, for retention
         self._finished: OrderedDict[str, float] = OrderedDict()
         self.expired = ExpiredIds()
+        # kept shared-memory segments held by records in memory: name -> msg_id
+        self._kept: dict[str, str] = {}
+
+    def kept_segments(self) -> Container[str]:
+        return self._kept
+
+    def _release_segments(self, record: Record) -> None:
+        if record.segments:
+            for _, name, _ in record.segments:
+                self._kept.pop(name, None)
 
     def add_request(self, record: Record) -> None:
         old = self._records.get(record.msg_id)
@@ -318,12 +354,22 @@ class MemoryStore:
             return record
         return None if self._spill is None else self._spill.get(msg_id)
 
-    def complete(self, msg_id: str, reply_frames: list[Any] | None, reply_parts: Any = None) -> Record | None:
+    def complete(
+        self,
+        msg_id: str,
+        reply_frames: list[Any] | None,
+        reply_parts: Any = None,
+        segments: list[list[Any]] | None = None,
+    ) -> Record | None:
         record = self._records.get(msg_id)
         if record is None or record.done:
             return None
         record.reply_frames = reply_frames
         record.reply_parts = reply_parts
+        if segments:
+            record.segments = segments
+            for _, name, _ in segments:
+                self._kept[name] = msg_id
         record.completed = now = time.time()
         pending = self._pending_by_engine.get(record.engine)
         if pending is not None:
@@ -354,9 +400,11 @@ class MemoryStore:
                 continue
             if self._spill_enabled:
                 self._spilling[old] = evicted
-                if len(self._spilling) >= SPILL_BATCH:
+                # a record in segments is written at once: shared memory stays bounded too
+                if len(self._spilling) >= SPILL_BATCH or evicted.segments:
                     self._flush_spill()
             else:
+                self._release_segments(evicted)
                 self.expired.add(old)
 
     def _flush_spill(self) -> None:
@@ -364,7 +412,10 @@ class MemoryStore:
             return
         if self._spill is None:
             self._spill = _Spill(self._spill_dir)
-        self._spill.write(list(self._spilling.values()))
+        records = list(self._spilling.values())
+        self._spill.write(records)  # the segments' bytes are copied into the spill file
+        for record in records:
+            self._release_segments(record)
         self._spilling = {}
 
     def pending_on(self, engine: str) -> list[Record]:
@@ -394,7 +445,9 @@ class MemoryStore:
         return n
 
     def _drop(self, msg_id: str) -> None:
-        self._records.pop(msg_id, None)
+        record = self._records.pop(msg_id, None)
+        if record is not None:
+            self._release_segments(record)
         size = self._collected.pop(msg_id, None)
         if size is not None:
             self._collected_bytes -= size
@@ -490,7 +543,7 @@ class _Spill:
                 r.engine,
                 r.header if isinstance(r.header, bytes) else json.dumps(r.header).encode(),
                 r.submitted,
-                None if r.reply_frames is None else _pack_frames(r.reply_frames),
+                None if r.reply_frames is None else _pack_frames(_resolve_segments(r.reply_frames, r.segments)),
                 None if r.reply_parts is None else json.dumps(list(r.reply_parts)),
                 r.completed,
                 1,
@@ -561,6 +614,35 @@ def _pack_frames(frames: Sequence[Any]) -> bytes:
     parts = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
     head = struct.pack(f"<I{len(parts)}Q", len(parts), *(p.nbytes for p in parts))
     return b"".join([head, *parts])
+
+
+def _resolve_segments(frames: list[Any], segments: list[list[Any]] | None) -> list[Any]:
+    """``frames`` with the buffers held in kept segments read into them, for SQLite.
+
+    The header loses its ``shm`` references to the segments read. A segment that cannot be
+    read (removed outside corral) stays referenced, and fetching the result then says so.
+    """
+    if not segments:
+        return frames
+    out = list(frames)
+    header = _decode(out[0])
+    refs = header.get("shm")
+    left = [ref for ref in refs if isinstance(ref, list)] if isinstance(refs, list) else []
+    for ref in segments:
+        i, name, size = ref
+        try:
+            # the name was checked by the hub: corral-<tag>-...
+            out[4 + i] = open_kept(name, size, name.split("-")[1])
+        except (SegmentError, IndexError) as err:
+            log.warning("cannot copy buffer %d of a stored result from shared memory: %s", i, err)
+            continue
+        left = [r for r in left if r[1:2] != [name]]
+    if left:
+        header["shm"] = left
+    else:
+        header.pop("shm", None)
+    out[0] = json.dumps(header, separators=(",", ":")).encode()
+    return out
 
 
 def _row_record(row: tuple[Any, ...]) -> Record:
@@ -689,10 +771,22 @@ class SqliteStore:
         row = self._db.execute("SELECT * FROM records WHERE msg_id = ?", (msg_id,)).fetchone()
         return None if row is None else _row_record(row)
 
-    def complete(self, msg_id: str, reply_frames: list[Any] | None, reply_parts: Any = None) -> Record | None:
+    def kept_segments(self) -> Container[str]:
+        return ()  # the bytes of kept segments are copied into the database as replies arrive
+
+    def complete(
+        self,
+        msg_id: str,
+        reply_frames: list[Any] | None,
+        reply_parts: Any = None,
+        segments: list[list[Any]] | None = None,
+    ) -> Record | None:
         record = self._pending.pop(msg_id, None)
         if record is None:
             return None
+        if reply_frames is not None:
+            # durable: a restarted controller serves it whatever became of the segments
+            reply_frames = _resolve_segments(reply_frames, segments)
         by_engine = self._pending_by_engine.get(record.engine)
         if by_engine is not None:
             by_engine.pop(msg_id, None)

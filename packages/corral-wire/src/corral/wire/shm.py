@@ -26,6 +26,16 @@ bounded (:data:`POOL_MAX_BYTES`, and a quarter of the ``/dev/shm`` file system),
 :func:`sweep_segments`, which the controller runs every few seconds and at shutdown, removes
 free segments idle for :data:`POOL_IDLE_SECONDS` and every segment whose receiver died.
 
+A *reply* (engine -> client) is different: the hub keeps a record of every result, for any
+client to fetch later, so a reply's segment is *kept*: named
+``corral-<tag>-<domain>-kept-<sender pid>-<random>``, it belongs to the hub's record, not to
+its receiver. Any process of the cluster on this host maps it read-only (:func:`take_segment`)
+and neither removes it nor puts it in the pool; the hub hands the same name to a later
+``get_result`` from this host (:class:`KeptSegment`), copies the bytes when it moves the record
+to SQLite, and :func:`sweep_segments` removes a kept segment once no record holds it and
+nobody was given its name for :data:`KEPT_GRACE_SECONDS`. Kept segments never enter the pool,
+so no sender ever writes into pages a reader may still map.
+
 "On this host" is a :func:`domain`: the same boot, the same ``/dev/shm`` mount, the same pid
 namespace and the same user. Peers in different domains (other hosts, containers with their
 own ``/dev/shm``, another user) keep using frames. ``docs/data.md`` has the limits.
@@ -42,7 +52,7 @@ import re
 import stat
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -52,6 +62,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SHM_THRESHOLD",
+    "KEPT_GRACE_SECONDS",
+    "KeptSegment",
     "POOL_IDLE_SECONDS",
     "POOL_MAX_BYTES",
     "SHM_DIR",
@@ -60,11 +72,14 @@ __all__ = [
     "SegmentError",
     "SharedMemory",
     "domain",
+    "is_kept",
+    "open_kept",
     "segment_tag",
     "shm_enabled",
     "sweep_segments",
     "take_references",
     "take_segment",
+    "touch_kept",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,11 +101,17 @@ POOL_MAX_BYTES: Final = 4 << 30
 #: Free segments unused for this many seconds are removed by :func:`sweep_segments`.
 POOL_IDLE_SECONDS: Final = 10.0
 
+#: A kept segment (a reply's) that no record holds any more is removed once nobody was given its
+#: name for this many seconds: time for its receivers to map it.
+KEPT_GRACE_SECONDS: Final = 10.0
+
 _PREFIX: Final = "corral-"
 # corral-<cluster tag>-<domain>-<receiver pid>-<sender pid>-<random>
 _NAME: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-([0-9]+)-([0-9]+)-([0-9a-f]{16})")
 # corral-<cluster tag>-<domain>-free-<size>-<random>
 _FREE: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-free-([0-9]+)-([0-9a-f]{16})")
+# corral-<cluster tag>-<domain>-kept-<sender pid>-<random>: a reply's, owned by the hub's record
+_KEPT: Final = re.compile(r"corral-([0-9a-f]{12})-([0-9a-f]{16})-kept-([0-9]+)-([0-9a-f]{16})")
 # how segments are opened: never through a symbolic link, and never blocking (on a FIFO planted
 # under a segment's name); that the file is a regular one of this user is checked after
 _OPEN: Final = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -106,6 +127,17 @@ class SegmentError(OSError):
 
 class Segment(mmap.mmap):
     """A received segment, mapped read-only; returned to the pool when the last view goes."""
+
+
+class KeptSegment(mmap.mmap):
+    """A kept segment (a reply's) mapped read-only by the hub, to serve a stored result.
+
+    Given as a buffer to :meth:`SharedMemory.outgoing` for a receiver on this host, it travels
+    as a reference to the same segment (no copy); to any other receiver, as a frame.
+    """
+
+    #: the segment's file name in the shared-memory directory
+    name: str
 
 
 def shm_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -181,6 +213,9 @@ class SharedMemory:
         #: segments written, and how many of them were reused from the pool (diagnostics)
         self.written = 0
         self.reused = 0
+        #: replies' segments are kept (owned by the hub's record, see the module docstring):
+        #: an engine sets this; nothing else sends replies the hub stores
+        self.keep_replies = False
         self._address = (0, "")
         self._peers: dict[str, int | None] = {}
 
@@ -228,20 +263,26 @@ class SharedMemory:
             to send in the buffers' places (empty ones for buffers now in segments).
         """
         pid = route
+        kept = False
         if pid is not None:
             header = {**header, "shm_host": self.address}
         elif parent and header["msg_type"].endswith("_reply"):
             # a reply goes to the one client that sent the request (iopub fans out: never there)
             pid = self.local_pid(parent.get("shm_host"))
+            kept = self.keep_replies
         if pid is None or not buffers:
             return header, buffers
         refs: list[list[Any]] = []
         out = buffers
         for i, buf in enumerate(buffers):
-            size = buf.nbytes if type(buf) is memoryview else memoryview(buf).nbytes
-            if size < self.threshold:
-                continue
-            name = self.put(buf, pid)
+            name: str | None
+            if type(buf) is KeptSegment:  # the hub serving a stored result: the same segment again
+                name, size = buf.name, len(buf)
+            else:
+                size = buf.nbytes if type(buf) is memoryview else memoryview(buf).nbytes
+                if size < self.threshold:
+                    continue
+                name = self.put(buf, pid, kept=kept)
             if name is None:
                 continue
             if out is buffers:
@@ -252,9 +293,11 @@ class SharedMemory:
             header = {**header, "shm": refs}
         return header, out
 
-    def put(self, data: Buffer, receiver_pid: int) -> str | None:
+    def put(self, data: Buffer, receiver_pid: int, *, kept: bool = False) -> str | None:
         """Write ``data`` into a segment addressed to ``receiver_pid``; return its name.
 
+        With ``kept``, the segment is a kept one (a reply's, owned by the hub's record: any
+        process of the cluster on this host may map it, and none returns it to the pool).
         A free segment of the pool at least as large (and at most twice) is reused, else a new
         one is made. Returns None (and leaves nothing behind) if no segment can be had, e.g.
         when ``/dev/shm`` is full: the caller then sends the buffer as a frame.
@@ -263,7 +306,8 @@ class SharedMemory:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         size = view.nbytes
-        name = f"{_PREFIX}{self.tag}-{self.domain}-{receiver_pid}-{os.getpid()}-{os.urandom(8).hex()}"
+        to = "kept" if kept else str(receiver_pid)
+        name = f"{_PREFIX}{self.tag}-{self.domain}-{to}-{os.getpid()}-{os.urandom(8).hex()}"
         path = os.path.join(self.directory, name)
         fd = self._claim(size, path)
         if fd is None:
@@ -337,6 +381,8 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
     """
     if not isinstance(name, str) or not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise SegmentError(f"a shared-memory reference needs a name and a positive size, not {name!r}, {size!r}")
+    if is_kept(name, tag):
+        return memoryview(open_kept(name, size, tag, directory))
     match = _NAME.fullmatch(name)
     if match is None or match.group(1) != tag:
         raise SegmentError(f"{name!r} is not a segment of this cluster")
@@ -367,6 +413,59 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
     free = f"{_PREFIX}{tag}-{match.group(2)}-free-{size}-{os.urandom(8).hex()}"
     weakref.finalize(mapped, _release, os.getpid(), path, os.path.join(directory, free), directory, tag, size)
     return memoryview(mapped)
+
+
+def is_kept(name: object, tag: str) -> bool:
+    """Whether ``name`` is a kept segment (a reply's, owned by the hub) of the cluster ``tag``."""
+    if not isinstance(name, str):
+        return False
+    match = _KEPT.fullmatch(name)
+    return match is not None and match.group(1) == tag
+
+
+def open_kept(name: str, size: int, tag: str, directory: str = SHM_DIR) -> KeptSegment:
+    """Map the kept segment ``name`` read-only (no copy); it is never removed or pooled here.
+
+    Kept segments belong to the hub's record of a result, so any process of the cluster on
+    this host may map one, as many times as it likes; the mapping stays valid after the hub
+    removes the name.
+
+    Raises
+    ------
+    SegmentError
+        If ``name`` is not a kept segment of this cluster, is missing (its record was purged or
+        expired, or the file was removed), is not a regular file of this user, or does not hold
+        exactly ``size`` bytes.
+    """
+    if not is_kept(name, tag):
+        raise SegmentError(f"{name!r} is not a kept segment of this cluster")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise SegmentError(f"a shared-memory reference needs a positive size, not {size!r}")
+    try:
+        fd = os.open(os.path.join(directory, name), _OPEN | os.O_RDONLY)
+    except OSError as err:
+        raise SegmentError(f"segment {name} cannot be opened: {err.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            raise SegmentError(f"segment {name} is not a regular file of this user")
+        if info.st_size != size:
+            raise SegmentError(f"segment {name} holds {info.st_size} bytes, the message says {size}")
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        try:
+            mapped = KeptSegment(fd, size, flags=flags, prot=mmap.PROT_READ)
+        except OSError as err:
+            raise SegmentError(f"segment {name} cannot be mapped: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    mapped.name = name
+    return mapped
+
+
+def touch_kept(name: str, directory: str = SHM_DIR) -> None:
+    """Note that ``name`` was just handed out: :func:`sweep_segments` keeps it a grace period more."""
+    with contextlib.suppress(OSError):
+        os.utime(os.path.join(directory, name))
 
 
 def take_references(header: Header, buffers: list[memoryview], tag: str) -> str:
@@ -439,13 +538,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_segments(key: bytes, *, everything: bool = False, directory: str = SHM_DIR) -> int:
+def sweep_segments(
+    key: bytes, *, everything: bool = False, directory: str = SHM_DIR, kept: Container[str] | None = None
+) -> int:
     """Remove a cluster's segments nobody will read, and idle free ones (all with ``everything``).
 
     A segment whose receiver died can no longer be read by anyone; a free segment of the pool
     unused for :data:`POOL_IDLE_SECONDS` is returned to the system. The controller calls this
     periodically, and with ``everything=True`` when it stops (no engine or client of the
     cluster reads any more; processes still holding a segment keep their mapping).
+
+    Kept segments (replies', owned by the hub's records) are judged only when ``kept`` is
+    given, the names the hub's records hold: one not among them whose file was neither made
+    nor handed out (:func:`touch_kept`) for :data:`KEPT_GRACE_SECONDS` is removed.
 
     Returns
     -------
@@ -474,6 +579,13 @@ def sweep_segments(key: bytes, *, everything: bool = False, directory: str = SHM
         elif _FREE.fullmatch(name) is not None:
             try:
                 gone = now - os.stat(path).st_mtime > POOL_IDLE_SECONDS
+            except OSError:
+                continue
+        elif _KEPT.fullmatch(name) is not None:
+            if kept is None or name in kept:
+                continue
+            try:
+                gone = now - os.stat(path).st_mtime > KEPT_GRACE_SECONDS
             except OSError:
                 continue
         else:
