@@ -191,3 +191,135 @@ def test_a_process_killed_mid_stream_loses_nothing_it_stored(tmp_path: Path) -> 
         assert record is not None
         assert record.reply()[3] == [str(i).encode()]
     store.close()
+
+
+# -- results whose buffers are in kept shared-memory segments -------------------------------------
+
+KEY = b"store-test-key-" * 2
+
+
+def _kept_reply(size: int = 2 << 20) -> tuple[list[bytes], list[list[object]], bytes]:
+    """A reply whose buffer 0 is in a real kept segment in /dev/shm (as an engine sends it)."""
+    from corral.wire.shm import SharedMemory
+
+    shm = SharedMemory(KEY)
+    data = os.urandom(size)
+    name = shm.put(data, os.getpid(), kept=True)
+    assert name is not None
+    assert "-kept-" in name
+    refs: list[list[object]] = [[0, name, size]]
+    header = json.dumps({"msg_type": "apply_reply", "status": "ok", "shm": refs}).encode()
+    return [header, b"{}", b'{"status": "ok"}', b'{"status": "ok"}', b"", b"small"], refs, data
+
+
+def _on_disk(name: str) -> bool:
+    return os.path.exists(os.path.join("/dev/shm", name))
+
+
+@pytest.fixture
+def kept_cleanup() -> object:
+    """Remove this test's kept segments, whatever happens."""
+    from corral.wire.shm import sweep_segments
+
+    yield None
+    sweep_segments(KEY, everything=True)
+
+
+needs_shm = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
+
+
+@needs_shm
+def test_memory_store_owns_kept_segments_counts_them_and_copies_them_when_spilling(
+    tmp_path: Path, kept_cleanup: object
+) -> None:
+    store = MemoryStore(max_collected_bytes=3 << 20, spill=tmp_path)
+    frames, refs, data = _kept_reply()
+    name = str(refs[0][1])
+    store.add_request(_record("s_0"))
+    store.complete("s_0", frames, None, refs)
+    assert name in store.kept_segments()
+    record = store.get("s_0")
+    assert record is not None
+    assert record.nbytes() == len(data) + len(b"small"), "segments count in the store's bytes like frames"
+    store.mark_collected("s_0")
+    assert store.stats()["collected_bytes"] == len(data) + len(b"small")
+    assert name in store.kept_segments(), "2 MiB collected is under the 3 MiB limit: still in memory"
+
+    # a second such result pushes the first out to the spill file: its bytes are copied there
+    frames2, refs2, _ = _kept_reply()
+    store.add_request(_record("s_1"))
+    store.complete("s_1", frames2, None, refs2)
+    store.mark_collected("s_1")
+    assert name not in store.kept_segments()
+    assert str(refs2[0][1]) in store.kept_segments()
+    spilled = store.get("s_0")
+    assert spilled is not None
+    header, _, _, buffers = spilled.reply()
+    assert "shm" not in header
+    assert bytes(buffers[0]) == data
+    assert bytes(buffers[1]) == b"small"
+    assert _on_disk(name), "the store only lets go: the hub's sweep removes it after its grace"
+
+    assert store.purge(["s_1"]) == 1
+    assert store.kept_segments() == {}
+    store.close()
+
+
+@needs_shm
+def test_memory_store_releases_kept_segments_on_expiry_and_purge_all(kept_cleanup: object) -> None:
+    store = MemoryStore(retention=10.0)
+    names = []
+    for i in range(2):
+        frames, refs, _ = _kept_reply(1 << 20)
+        store.add_request(_record(f"s_{i}"))
+        store.complete(f"s_{i}", frames, None, refs)
+        names.append(refs[0][1])
+    assert sorted(store.kept_segments()) == sorted(names)
+    first = store.get("s_0")
+    assert first is not None
+    assert first.completed is not None
+    store._finished["s_1"] = first.completed + 20  # finished later
+    assert store.expire(first.completed + 11) == 1
+    assert list(store.kept_segments()) == [names[1]]
+    store.purge()
+    assert store.kept_segments() == {}
+
+
+@needs_shm
+def test_sqlite_store_copies_kept_segments_as_the_reply_arrives(tmp_path: Path, kept_cleanup: object) -> None:
+    from corral.wire.shm import sweep_segments
+
+    path = tmp_path / "results.sqlite"
+    store = SqliteStore(path)
+    frames, refs, data = _kept_reply()
+    store.add_request(_record("s_0"))
+    store.complete("s_0", frames, None, refs)
+    assert store.kept_segments() == ()
+    store.close()
+    # the segment is gone (a controller restarted after the host's /dev/shm was cleared)
+    assert sweep_segments(KEY, everything=True) == 1
+
+    again = SqliteStore(path, restore=True)
+    record = again.get("s_0")
+    assert record is not None
+    header, _, _, buffers = record.reply()
+    assert "shm" not in header
+    assert buffers == [data, b"small"]
+    again.close()
+
+
+@needs_shm
+def test_a_missing_kept_segment_stays_referenced_and_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from corral.wire.shm import sweep_segments
+
+    store = SqliteStore(tmp_path / "results.sqlite")
+    frames, refs, _ = _kept_reply()
+    sweep_segments(KEY, everything=True)  # removed outside corral before the hub could copy it
+    store.add_request(_record("s_0"))
+    store.complete("s_0", frames, None, refs)
+    record = store.get("s_0")
+    assert record is not None
+    header = record.reply()[0]
+    assert header["shm"] == refs, "still referenced: fetching it says the segment is gone"
+    assert "cannot copy buffer 0 of a stored result" in caplog.text
+    store.close()

@@ -312,3 +312,80 @@ def test_a_fifo_or_link_under_a_segment_name_is_refused_without_blocking(pair: t
         for name in (fifo, link):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(SHM_DIR, name))
+
+
+def kept(session: Session) -> list[str]:
+    """This cluster's kept segments (replies', owned by the hub) now in /dev/shm."""
+    prefix = f"corral-{segment_tag(session.key)}-"
+    return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix) and "-kept-" in n)
+
+
+def test_an_engines_reply_goes_in_a_kept_segment_that_no_receiver_pools_or_removes(
+    pair: tuple[Session, Session],
+) -> None:
+    client, engine = pair
+    assert engine.shm is not None
+    engine.shm.keep_replies = True
+    _, frames = send(client, [b"pull"])
+    request = engine.deserialize(engine.feed_identities(frames)[1])
+    data = os.urandom(2 * MB)
+    reply = engine.msg("apply_reply", {"status": "ok"}, parent=request)
+    frames = engine.serialize(reply, [data], idents=[b"client"])
+    (name,) = kept(client)
+    got = client.deserialize(client.feed_identities(frames)[1])
+    again = shm_module.take_segment(name, 2 * MB, segment_tag(client.key))  # and maps it again
+    assert got.buffers[0] == data
+    assert again == data
+    del got, again
+    gc.collect()
+    assert kept(client) == [name], "neither removed nor renamed into the pool by its readers"
+    assert free_segments(client) == []
+    # a sender of the same size never gets it: it is not in the pool
+    assert client.shm is not None
+    client.shm.put(os.urandom(2 * MB), os.getpid())
+    assert client.shm.reused == 0
+
+
+def test_the_sweep_keeps_held_kept_segments_and_removes_the_rest_after_the_grace(
+    pair: tuple[Session, Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = pair
+    assert a.shm is not None
+    held = a.shm.put(os.urandom(MB), os.getpid(), kept=True)
+    loose = a.shm.put(os.urandom(MB), os.getpid(), kept=True)
+    assert held is not None
+    assert loose is not None
+    assert sweep_segments(a.key) == 0, "without the hub's list, kept segments are left alone"
+    assert sweep_segments(a.key, kept={held}) == 0, "young ones wait for their readers"
+    monkeypatch.setattr(shm_module, "KEPT_GRACE_SECONDS", 0.0)
+    time.sleep(0.05)
+    shm_module.touch_kept(held)
+    assert sweep_segments(a.key, kept={held}) == 1
+    assert kept(a) == [held]
+    assert sweep_segments(a.key, everything=True) == 1
+
+
+def test_a_kept_segment_given_as_a_buffer_travels_as_the_same_reference(pair: tuple[Session, Session]) -> None:
+    a, b = pair
+    assert a.shm is not None
+    data = os.urandom(2 * MB)
+    name = a.shm.put(data, os.getpid(), kept=True)
+    assert name is not None
+    mapped = shm_module.open_kept(name, 2 * MB, a.shm.tag)
+    hub = Session(a.key)
+    assert hub.enable_shm()
+    request = b.msg("result_request", {})
+    parent = {**request.header, "shm_host": b.shm.address if b.shm else ""}
+    reply = hub.msg("result_reply", {"status": "ok"}, parent=parent)
+    frames = hub.serialize(reply, [mapped], idents=[b"client"])
+    assert bytes(frames[-1]) == b""
+    got = b.deserialize(b.feed_identities(frames)[1])
+    assert got.buffers[0] == data
+    assert kept(a) == [name], "no new segment was written"
+    # to a receiver in another domain, the same buffer goes as a frame
+    remote = {**request.header, "shm_host": "0123456789abcdef:1"}
+    frames = hub.serialize(hub.msg("result_reply", {"status": "ok"}, parent=remote), [mapped], idents=[b"c"])
+    assert bytes(frames[-1]) == data
+    del got
+    with pytest.raises(shm_module.SegmentError, match="not a kept segment"):
+        shm_module.open_kept(name.replace("-kept-", "-free-"), 2 * MB, a.shm.tag)
