@@ -229,10 +229,10 @@ needs_shm = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev
 
 
 @needs_shm
-def test_memory_store_owns_kept_segments_counts_them_and_copies_them_when_spilling(
+def test_memory_store_owns_kept_segments_budgets_them_and_copies_them_when_spilling(
     tmp_path: Path, kept_cleanup: object
 ) -> None:
-    store = MemoryStore(max_collected_bytes=3 << 20, spill=tmp_path)
+    store = MemoryStore(max_kept_bytes=3 << 20, spill=tmp_path)
     frames, refs, data = _kept_reply()
     name = str(refs[0][1])
     store.add_request(_record("s_0"))
@@ -240,9 +240,11 @@ def test_memory_store_owns_kept_segments_counts_them_and_copies_them_when_spilli
     assert name in store.kept_segments()
     record = store.get("s_0")
     assert record is not None
-    assert record.nbytes() == len(data) + len(b"small"), "segments count in the store's bytes like frames"
+    assert record.nbytes() == len(b"small")
+    assert record.kept_bytes() == len(data)
     store.mark_collected("s_0")
-    assert store.stats()["collected_bytes"] == len(data) + len(b"small")
+    assert store.stats()["collected_bytes"] == len(b"small")
+    assert store.stats()["collected_kept_bytes"] == len(data)
     assert name in store.kept_segments(), "2 MiB collected is under the 3 MiB limit: still in memory"
 
     # a second such result pushes the first out to the spill file: its bytes are copied there
@@ -262,6 +264,7 @@ def test_memory_store_owns_kept_segments_counts_them_and_copies_them_when_spilli
 
     assert store.purge(["s_1"]) == 1
     assert store.kept_segments() == {}
+    assert store.stats()["collected_kept_bytes"] == 0
     store.close()
 
 
@@ -323,3 +326,8 @@ def test_a_missing_kept_segment_stays_referenced_and_is_named(tmp_path: Path, ca
     assert header["shm"] == refs, "still referenced: fetching it says the segment is gone"
     assert "cannot copy buffer 0 of a stored result" in caplog.text
     store.close()
+
+
+def test_memory_store_refuses_a_negative_kept_budget() -> None:
+    with pytest.raises(ValueError, match="store limits must be positive"):
+        MemoryStore(max_kept_bytes=-1)

@@ -18,9 +18,10 @@ collected (the reply could not be handed to its client, or nobody has fetched it
   --restore``) still serves every result that had arrived. It trims only by ``retention``.
 
 A reply whose buffers came through shared memory (``corral.wire.shm``) holds them in *kept*
-segments: the record owns them (:attr:`Record.segments`; their bytes count in the store's byte
-accounting like frames). :class:`MemoryStore` keeps the segments while the record is in
-memory and copies their bytes into the spill file when it spills the record;
+segments: the record owns them (:attr:`Record.segments`). :class:`MemoryStore` keeps the
+segments while the record is in memory, counts collected results' segments against a budget of
+their own (``max_kept_bytes``: they are in ``/dev/shm``, not in the controller's heap), and
+copies their bytes into the spill file when it spills the record;
 :class:`SqliteStore` copies them into its database as the reply arrives. A segment no record
 holds any more (:meth:`ResultStore.kept_segments`) is removed by the hub's sweep.
 
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from corral.wire.shm import SegmentError, open_kept
+from corral.wire.shm import POOL_MAX_BYTES, SHM_DIR, SegmentError, open_kept
 
 __all__ = ["ExpiredIds", "MemoryStore", "Record", "ResultStore", "SqliteStore"]
 
@@ -102,11 +103,14 @@ class Record:
         return self.reply_frames is not None or self.reply_parts is not None
 
     def nbytes(self) -> int:
-        """Bytes of reply buffers held."""
+        """Bytes of reply buffers held in frames (in the controller's memory)."""
         if self.reply_frames is None:
             return 0
-        held = sum(size for _, _, size in self.segments) if self.segments else 0
-        return held + sum(len(f) for f in self.reply_frames[4:])
+        return sum(len(f) for f in self.reply_frames[4:])
+
+    def kept_bytes(self) -> int:
+        """Bytes of reply buffers held in kept shared-memory segments."""
+        return sum(size for _, _, size in self.segments) if self.segments else 0
 
     def compact(self) -> None:
         """Hold the small reply frames as plain bytes (a ZeroMQ frame object costs more)."""
@@ -286,6 +290,10 @@ class MemoryStore:
         Collected results kept in memory, at most; older ones are spilled.
     max_collected_bytes
         Buffer bytes of collected results kept in memory, at most.
+    max_kept_bytes
+        Bytes of collected results held in kept shared-memory segments, at most (None: a
+        quarter of ``/dev/shm``, at most 4 GiB); beyond it the oldest are copied to the spill
+        file and their segments let go.
     retention
         Seconds a finished result is kept, collected or not (None: until purged).
     spill
@@ -304,11 +312,18 @@ class MemoryStore:
         max_collected_bytes: int = 64 * 1024 * 1024,
         retention: float | None = None,
         spill: str | os.PathLike[str] | bool = True,
+        max_kept_bytes: int | None = None,
     ) -> None:
-        if max_collected < 0 or max_collected_bytes < 0 or (retention is not None and retention < 0):
+        if (
+            max_collected < 0
+            or max_collected_bytes < 0
+            or (retention is not None and retention < 0)
+            or (max_kept_bytes is not None and max_kept_bytes < 0)
+        ):
             raise ValueError("store limits must be positive (retention: seconds, or None for no limit)")
         self.max_collected = max_collected
         self.max_collected_bytes = max_collected_bytes
+        self.max_kept_bytes = _default_kept_budget() if max_kept_bytes is None else max_kept_bytes
         self.retention = retention
         self._spill_dir = None if spill is True or spill is False else Path(spill)
         self._spill_enabled = spill is not False
@@ -324,6 +339,9 @@ class MemoryStore:
         self.expired = ExpiredIds()
         # kept shared-memory segments held by records in memory: name -> msg_id
         self._kept: dict[str, str] = {}
+        # msg_id -> bytes in kept segments, of collected records (in _collected too)
+        self._collected_kept: dict[str, int] = {}
+        self._collected_kept_bytes = 0
 
     def kept_segments(self) -> Container[str]:
         return self._kept
@@ -389,11 +407,18 @@ class MemoryStore:
         size = record.nbytes()
         self._collected[msg_id] = size
         self._collected_bytes += size
+        kept = record.kept_bytes()
+        if kept:
+            self._collected_kept[msg_id] = kept
+            self._collected_kept_bytes += kept
         while self._collected and (
-            len(self._collected) > self.max_collected or self._collected_bytes > self.max_collected_bytes
+            len(self._collected) > self.max_collected
+            or self._collected_bytes > self.max_collected_bytes
+            or self._collected_kept_bytes > self.max_kept_bytes
         ):
             old, old_size = self._collected.popitem(last=False)
             self._collected_bytes -= old_size
+            self._collected_kept_bytes -= self._collected_kept.pop(old, 0)
             evicted = self._records.pop(old, None)
             self._finished.pop(old, None)
             if evicted is None:
@@ -451,6 +476,7 @@ class MemoryStore:
         size = self._collected.pop(msg_id, None)
         if size is not None:
             self._collected_bytes -= size
+        self._collected_kept_bytes -= self._collected_kept.pop(msg_id, 0)
 
     def purge(self, msg_ids: Iterable[str] | None = None, engines: Iterable[str] | None = None) -> int:
         if msg_ids is None and engines is None:
@@ -485,6 +511,7 @@ class MemoryStore:
             "uncollected": len(self._records) - pending - collected,
             "collected": collected,
             "collected_bytes": self._collected_bytes,
+            "collected_kept_bytes": self._collected_kept_bytes,
             "expired_ranges": self.expired.ranges(),
             "spilled": len(self._spilling) + (0 if self._spill is None else self._spill.count()),
         }
@@ -494,6 +521,15 @@ class MemoryStore:
         if self._spill is not None:
             self._spill.close()
             self._spill = None
+
+
+def _default_kept_budget() -> int:
+    """A quarter of ``/dev/shm``, at most ``POOL_MAX_BYTES`` (0 where there is none)."""
+    try:
+        fs = os.statvfs(SHM_DIR)
+    except OSError:
+        return 0
+    return min(POOL_MAX_BYTES, fs.f_blocks * fs.f_frsize // 4)
 
 
 def _remove_stale_spills(parent: Path) -> None:
