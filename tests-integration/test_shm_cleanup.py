@@ -15,6 +15,7 @@ controller killed and restored still serves it.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -63,6 +64,13 @@ CLIENT = textwrap.dedent(
 
 
 BIG = 1_000_000  # float64: an 8 MB result, well above the shared-memory threshold
+
+
+def mapped_by(pid: int, names: list[str]) -> list[str]:
+    """Which of ``names`` process ``pid`` maps."""
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    return [n for n in names if n in maps]
 
 
 def kept_segments(client: Client) -> list[str]:
@@ -127,6 +135,7 @@ def test_a_large_result_is_fetched_by_another_client_and_purge_removes_its_segme
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from corral.client import Client
+    from corral.wire.shm import KEPT_GRACE_SECONDS
 
     cluster, rc = cluster_factory(1)
     if not rc.session.shm_routes:
@@ -138,17 +147,30 @@ def test_a_large_result_is_fetched_by_another_client_and_purge_removes_its_segme
     with Client(cluster.connection_file, timeout=60) as other:
         theirs = other.get_result(ar.msg_ids[0], owner=False).get(60)
         assert np.array_equal(theirs, mine)
-    assert np.array_equal(rc.get_result(ar.msg_ids[0], owner=False).get(60), mine)
+    again = rc.get_result(ar.msg_ids[0], owner=False)
+    assert np.array_equal(again.get(60), mine)
+    del again
     monkeypatch.setenv("CORRAL_SHM", "0")  # a client that cannot share memory gets frames
     with Client(cluster.connection_file, timeout=60) as remote:
         assert remote.session.shm is None
         assert np.array_equal(remote.get_result(ar.msg_ids[0], owner=False).get(60), mine)
 
-    assert rc.purge_results(ar) == 1
-    wait_until(lambda: not kept_segments(rc), "the purged result's segment to leave /dev/shm", timeout=60)
-    assert mine.sum() == BIG * (BIG - 1) / 2  # a mapping outlives the name
-    cluster.stop_cluster_sync()
     prefix = f"corral-{segment_tag(rc.session.key)}-"
+    assert rc.purge_results(ar) == 1
+    time.sleep(KEPT_GRACE_SECONDS + 6)
+    assert len(kept_segments(rc)) == 1, "an array still maps it: its name stays (and out of the pool)"
+    assert mine.sum() == BIG * (BIG - 1) / 2
+    del mine, theirs, ar, other, remote  # the closed clients' records held arrays too
+    gc.collect()
+    assert not mapped_by(os.getpid(), kept_segments(rc)), "this process maps nothing now"
+    # nobody maps it now: the sweep puts it in the pool, which gives it back after 10 s idle
+    wait_until(lambda: not kept_segments(rc), "the purged result's segment to be let go", timeout=60)
+    wait_until(
+        lambda: not [n for n in os.listdir("/dev/shm") if n.startswith(prefix)],
+        "the purged result's segment to leave /dev/shm",
+        timeout=60,
+    )
+    cluster.stop_cluster_sync()
     assert [n for n in os.listdir("/dev/shm") if n.startswith(prefix)] == []
 
 
@@ -210,13 +232,17 @@ def test_a_large_result_survives_a_controller_killed_and_restored(
     cluster, rc = cluster_factory(1, store="sqlite")
     if not rc.session.shm_routes:
         pytest.skip("this host cannot share memory between processes")
-    ar = rc[0].apply_async(np.arange, BIG, dtype=float)
-    mine = ar.get(60)
-    rc.close()
+    with Client(cluster.connection_file, timeout=60) as maker:  # rc stays with the cluster object
+        ar = maker[0].apply_async(np.arange, BIG, dtype=float)
+        mine = ar.get(60).copy()
+        msg_id = ar.msg_ids[0]
+    del maker, ar  # they held the array, mapped from the segment
+    gc.collect()
+    assert not mapped_by(os.getpid(), kept_segments(rc))
     os.kill(cluster.controller.pid, signal.SIGKILL)
     cluster.restart_controller_sync()  # --restore on the same SQLite file
     with Client(cluster.connection_file, timeout=60) as fresh:
-        assert np.array_equal(fresh.get_result(ar.msg_ids[0]).get(60), mine)
+        assert np.array_equal(fresh.get_result(msg_id).get(60), mine)
         # the store holds a copy: the segment the dead controller left is swept
         wait_until(lambda: not kept_segments(fresh), "the restored controller's sweep", timeout=60)
-        assert np.array_equal(fresh.get_result(ar.msg_ids[0], owner=False).get(60), mine)
+        assert np.array_equal(fresh.get_result(msg_id, owner=False).get(60), mine)

@@ -346,23 +346,37 @@ def test_an_engines_reply_goes_in_a_kept_segment_that_no_receiver_pools_or_remov
     assert client.shm.reused == 0
 
 
-def test_the_sweep_keeps_held_kept_segments_and_removes_the_rest_after_the_grace(
+def test_the_sweep_keeps_held_kept_segments_and_pools_the_rest_once_nobody_maps_them(
     pair: tuple[Session, Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, _ = pair
     assert a.shm is not None
     held = a.shm.put(os.urandom(MB), os.getpid(), kept=True)
+    mapped_name = a.shm.put(os.urandom(MB), os.getpid(), kept=True)
     loose = a.shm.put(os.urandom(MB), os.getpid(), kept=True)
     assert held is not None
+    assert mapped_name is not None
     assert loose is not None
     assert sweep_segments(a.key) == 0, "without the hub's list, kept segments are left alone"
     assert sweep_segments(a.key, kept={held}) == 0, "young ones wait for their readers"
+    data = bytes(shm_module.open_kept(mapped_name, MB, a.shm.tag))
+    mapping = shm_module.open_kept(mapped_name, MB, a.shm.tag)  # a reader still using it
     monkeypatch.setattr(shm_module, "KEPT_GRACE_SECONDS", 0.0)
     time.sleep(0.05)
     shm_module.touch_kept(held)
+    assert sweep_segments(a.key, kept={held}) == 1, "only the one nobody maps"
+    assert kept(a) == sorted([held, mapped_name])
+    assert len(free_segments(a)) == 1, "into the pool: its pages are reused by the next sender"
+    assert bytes(mapping) == data
+    mapping.close()
     assert sweep_segments(a.key, kept={held}) == 1
     assert kept(a) == [held]
-    assert sweep_segments(a.key, everything=True) == 1
+    assert len(free_segments(a)) == 2
+    before = a.shm.reused
+    a.shm.put(os.urandom(MB), os.getpid())
+    assert a.shm.reused == before + 1
+    with pytest.raises(shm_module.SegmentError, match="cannot be opened"):
+        shm_module.open_kept(loose, MB, a.shm.tag)
 
 
 def test_a_kept_segment_given_as_a_buffer_travels_as_the_same_reference(pair: tuple[Session, Session]) -> None:

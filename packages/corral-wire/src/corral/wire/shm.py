@@ -32,9 +32,11 @@ client to fetch later, so a reply's segment is *kept*: named
 its receiver. Any process of the cluster on this host maps it read-only (:func:`take_segment`)
 and neither removes it nor puts it in the pool; the hub hands the same name to a later
 ``get_result`` from this host (:class:`KeptSegment`), copies the bytes when it moves the record
-to SQLite, and :func:`sweep_segments` removes a kept segment once no record holds it and
-nobody was given its name for :data:`KEPT_GRACE_SECONDS`. Kept segments never enter the pool,
-so no sender ever writes into pages a reader may still map.
+to SQLite, and :func:`sweep_segments` lets go of a kept segment once no record holds it and
+nobody was given its name for :data:`KEPT_GRACE_SECONDS`. Readers hold a shared ``flock`` on a
+kept segment for as long as they map it, and the sweep puts one in the pool only under an
+exclusive lock (else it waits for the next sweep), so no sender ever writes into pages a reader
+may still map.
 
 "On this host" is a :func:`domain`: the same boot, the same ``/dev/shm`` mount, the same pid
 namespace and the same user. Peers in different domains (other hosts, containers with their
@@ -44,6 +46,7 @@ own ``/dev/shm``, another user) keep using frames. ``docs/data.md`` has the limi
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import mmap
@@ -441,14 +444,27 @@ def open_kept(name: str, size: int, tag: str, directory: str = SHM_DIR) -> KeptS
         raise SegmentError(f"{name!r} is not a kept segment of this cluster")
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise SegmentError(f"a shared-memory reference needs a positive size, not {size!r}")
+    path = os.path.join(directory, name)
     try:
-        fd = os.open(os.path.join(directory, name), _OPEN | os.O_RDONLY)
+        fd = os.open(path, _OPEN | os.O_RDONLY)
     except OSError as err:
         raise SegmentError(f"segment {name} cannot be opened: {err.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             raise SegmentError(f"segment {name} is not a regular file of this user")
+        # a shared lock for as long as the mapping lives (the mapping holds the open file): the
+        # sweep returns a kept segment to the pool only when it can lock it exclusively
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise SegmentError(f"segment {name} is being removed") from None
+        try:
+            now = os.stat(path)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise SegmentError(f"segment {name} was removed while it was opened")
         if info.st_size != size:
             raise SegmentError(f"segment {name} holds {info.st_size} bytes, the message says {size}")
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
@@ -538,6 +554,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _retire(path: str, directory: str, name: str) -> bool:
+    """Let go of a kept segment no record holds: into the pool if nobody maps it.
+
+    Readers hold a shared lock while they map it (:func:`open_kept`); one that cannot be
+    locked exclusively is still in use and stays until the next sweep (its pages are in use
+    anyway). Returns whether it was pooled or removed.
+    """
+    fd = os.open(path, _OPEN | os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        info = os.fstat(fd)
+        tag, dom = name.split("-")[1:3]
+        if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+            pool = _pool_bytes(directory, tag) + info.st_size <= _pool_limit(directory)
+        else:
+            pool = False
+        if pool:
+            free = os.path.join(directory, f"{_PREFIX}{tag}-{dom}-free-{info.st_size}-{os.urandom(8).hex()}")
+            os.rename(path, free)  # still locked: a reader that opened the old name sees it gone
+            os.utime(free)
+        else:
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
 def sweep_segments(
     key: bytes, *, everything: bool = False, directory: str = SHM_DIR, kept: Container[str] | None = None
 ) -> int:
@@ -550,7 +596,8 @@ def sweep_segments(
 
     Kept segments (replies', owned by the hub's records) are judged only when ``kept`` is
     given, the names the hub's records hold: one not among them whose file was neither made
-    nor handed out (:func:`touch_kept`) for :data:`KEPT_GRACE_SECONDS` is removed.
+    nor handed out (:func:`touch_kept`) for :data:`KEPT_GRACE_SECONDS` goes to the pool (or
+    is removed if the pool is full) as soon as no process maps it.
 
     Returns
     -------
@@ -585,9 +632,11 @@ def sweep_segments(
             if kept is None or name in kept:
                 continue
             try:
-                gone = now - os.stat(path).st_mtime > KEPT_GRACE_SECONDS
+                if now - os.stat(path).st_mtime > KEPT_GRACE_SECONDS and _retire(path, directory, name):
+                    removed += 1
             except OSError:
-                continue
+                pass
+            continue
         else:
             continue
         if gone:
