@@ -19,7 +19,7 @@ import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from corral.client._hubresult import AsyncHubResult, _deliver, _split_buffers
+from corral.client._hubresult import AsyncHubResult, _deliver, _split_buffers, result_request
 from corral.wire.errors import ControllerLost
 from corral.wire.message import Message
 
@@ -39,7 +39,7 @@ def resync(ref: weakref.ref[Client]) -> None:
     pending = client._store.pending_msg_ids()
     if not pending:
         return
-    query_id, fut = client._io.query("result_request", {"msg_ids": pending})
+    query_id, fut = client._io.query("result_request", result_request(client, pending))
     timer = client._io.reactor.call_later(client.timeout, _timed_out, client, query_id, fut)
     fut.add_done_callback(lambda f: _answered(client, pending, f, timer))
 
