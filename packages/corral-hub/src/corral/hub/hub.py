@@ -159,6 +159,7 @@ class Hub:
         # (corral.wire.shm): a session of its own, so that nothing else the controller sends
         # goes through shared memory
         self._shm_session: Session | None = None
+        self._shm_off = False  # this controller cannot share memory (or CORRAL_SHM=0)
 
     def register(self, reactor: Reactor) -> None:
         """Start serving on ``reactor``."""
@@ -570,10 +571,11 @@ class Hub:
         if not isinstance(address, str) or len(address) > _MAX_SHM_ADDRESS:
             return None
         if self._shm_session is None:
-            if not self.session.key:
-                return None  # an unsigned cluster: its results travel in frames
+            if self._shm_off or not self.session.key:
+                return None  # an unsigned cluster's results travel in frames
             session = Session(self.session.key, scheme=self.session.scheme)
             if not session.enable_shm():
+                self._shm_off = True
                 return None
             self._shm_session = session
         assert self._shm_session.shm is not None
