@@ -331,3 +331,22 @@ def test_a_missing_kept_segment_stays_referenced_and_is_named(tmp_path: Path, ca
 def test_memory_store_refuses_a_negative_kept_budget() -> None:
     with pytest.raises(ValueError, match="store limits must be positive"):
         MemoryStore(max_kept_bytes=-1)
+
+
+@needs_shm
+def test_a_kept_segment_after_a_buffer_split_into_frames_is_copied_in_its_place(
+    tmp_path: Path, kept_cleanup: object
+) -> None:
+    frames, refs, data = _kept_reply()
+    refs[0][0] = 1  # buffer 0 came in two frames (header chunks), buffer 1 is the segment
+    header = json.dumps({"msg_type": "apply_reply", "status": "ok", "shm": refs, "chunks": [2, 1]}).encode()
+    frames = [header, *frames[1:4], b"ab", b"cd", b""]
+    store = SqliteStore(tmp_path / "results.sqlite")
+    store.add_request(_record("s_0"))
+    store.complete("s_0", frames, None, refs)
+    record = store.get("s_0")
+    assert record is not None
+    header_out, _, _, buffers = record.reply()
+    assert "shm" not in header_out
+    assert [bytes(b) for b in buffers] == [b"abcd", data]
+    store.close()

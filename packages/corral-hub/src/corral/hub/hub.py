@@ -573,7 +573,9 @@ class Hub:
         if self._shm_session is None:
             if self._shm_off or not self.session.key:
                 return None  # an unsigned cluster's results travel in frames
-            session = Session(self.session.key, scheme=self.session.scheme)
+            session = Session(
+                self.session.key, scheme=self.session.scheme, buffer_frame_size=self.session.buffer_frame_size
+            )
             if not session.enable_shm():
                 self._shm_off = True
                 return None

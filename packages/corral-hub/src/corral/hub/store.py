@@ -664,11 +664,17 @@ def _resolve_segments(frames: list[Any], segments: list[list[Any]] | None) -> li
     header = _decode(out[0])
     refs = header.get("shm")
     left = [ref for ref in refs if isinstance(ref, list)] if isinstance(refs, list) else []
+    # buffers split into several frames (header["chunks"], docs/protocol.md) shift the frames
+    chunks = header.get("chunks")
+    counts = chunks if isinstance(chunks, list) and all(type(c) is int for c in chunks) else None
     for ref in segments:
         i, name, size = ref
         try:
+            at = 4 + (sum(counts[:i]) if counts is not None else i)
+            if counts is not None and counts[i] != 1:
+                raise SegmentError(f"buffer {i} is in {counts[i]} frames, not in one empty frame")
             # the name was checked by the hub: corral-<tag>-...
-            out[4 + i] = open_kept(name, size, name.split("-")[1])
+            out[at] = open_kept(name, size, name.split("-")[1])
         except (SegmentError, IndexError) as err:
             log.warning("cannot copy buffer %d of a stored result from shared memory: %s", i, err)
             continue
