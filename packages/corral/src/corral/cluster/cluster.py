@@ -37,7 +37,7 @@ from corral.wire.paths import (
     private_dir,
     validate_cluster_id,
 )
-from corral.wire.protocol import CHANNELS
+from corral.wire.protocol import CHANNELS, DEFAULT_BUFFER_FRAME_SIZE
 from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 
 if TYPE_CHECKING:
@@ -304,8 +304,8 @@ class Cluster:
             )
             if self.curve:
                 info["curve_public_key"] = curve_server_keys(bytes.fromhex(info["key"]))[0].decode("ascii")
-            if self.max_frame_size is not None:
-                info["max_frame_size"] = self.max_frame_size  # engines read it before the controller starts
+            # engines (also remote ones, given a copy) read it before the controller rewrites it
+            info["max_frame_size"] = DEFAULT_BUFFER_FRAME_SIZE if self.max_frame_size is None else self.max_frame_size
             write_connection_file(self.connection_file, info)
         args = ["--cluster-id", self.cluster_id, "--log-level", self.log_level, "--store", self.store]
         args += ["--scheme", self.scheme]
