@@ -239,11 +239,9 @@ class Corral(System):
 
     def release(self, token: Any) -> None:
         self.one.execute("a = None", block=True)
-        # the client keeps every result it received (it has no purge_results yet): drop the
-        # pulled arrays so that rounds do not pile them up in memory
-        self.rc.results.clear()
-        for req in getattr(getattr(self.rc, "_store", None), "_requests", {}).values():
-            req.value = None
+        # as for ipyparallel below: the client and the hub keep every result otherwise (the
+        # hub's copies of pulled arrays would pile up and, past its budget, be spilled to disk)
+        self.rc.purge_everything()
 
 
 class IPyParallel(System):
