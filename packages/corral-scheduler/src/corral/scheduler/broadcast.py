@@ -197,6 +197,19 @@ class _Downstream:
         self.waiting.pop(peer, None)
 
 
+def _send_control(
+    session: Session, socket: zmq.Socket[Any], child: bytes, msg_type: str, content: Mapping[str, Any]
+) -> bool:
+    """Send a control message to the child node ``child``; False if it is unreachable now."""
+    try:
+        session.send(socket, msg_type, content, ident=[child])
+    except zmq.ZMQError as err:
+        if _unreachable(err):
+            return False
+        log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
+    return True
+
+
 def _unreachable(err: zmq.ZMQError) -> bool:
     return err.errno == zmq.EHOSTUNREACH
 
@@ -330,7 +343,7 @@ class BroadcastScheduler:
             leaf = self.shape.leaf_of(engine_id)
             if leaf in below:
                 content = {"uuid": uuid.decode(), "id": engine_id, "leaf": leaf}
-                self._send_control(child, ENGINE_ADDED, content)
+                _send_control(self.session, self.engine_socket, child, ENGINE_ADDED, content)
 
     def _fail_pending(self, uuid: bytes, engine_id: int | None, reason: str) -> None:
         for key in [k for k in self.pending if k[1] == uuid]:
@@ -345,16 +358,7 @@ class BroadcastScheduler:
             )
 
     def _control(self, child: bytes, msg_type: str, content: dict[str, Any]) -> None:
-        self._children.send(child, partial(self._send_control, child, msg_type, content))
-
-    def _send_control(self, child: bytes, msg_type: str, content: dict[str, Any]) -> bool:
-        try:
-            self.session.send(self.engine_socket, msg_type, content, ident=[child])
-        except zmq.ZMQError as err:
-            if _unreachable(err):
-                return False
-            log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
-        return True
+        self._children.send(child, partial(_send_control, self.session, self.engine_socket, child, msg_type, content))
 
     def _fail(self, client: bytes, header: Mapping[str, Any], uuid: bytes, engine_id: int | None, reason: str) -> None:
         info: dict[str, Any] = {"engine_uuid": uuid.decode(errors="replace")}
@@ -561,7 +565,8 @@ class BroadcastNode:
         for uuid, engine_id in self.engines.items():
             leaf = self.shape.leaf_of(engine_id)
             if leaf in below:
-                self._send_control(child, ENGINE_ADDED, {"uuid": uuid.decode(), "id": engine_id, "leaf": leaf})
+                content = {"uuid": uuid.decode(), "id": engine_id, "leaf": leaf}
+                _send_control(self.session, self.down, child, ENGINE_ADDED, content)
 
     def _child(self, engine_id: int) -> bytes:
         """The child node on the way to engine ``engine_id``'s leaf (inner nodes only)."""
@@ -636,16 +641,7 @@ class BroadcastNode:
             self._relay_control(child, msg)
 
     def _relay_control(self, child: bytes, msg: Message) -> None:
-        self._peers.send(child, partial(self._send_control, child, msg.msg_type, msg.content))
-
-    def _send_control(self, child: bytes, msg_type: str, content: Mapping[str, Any]) -> bool:
-        try:
-            self.session.send(self.down, msg_type, content, ident=[child])
-        except zmq.ZMQError as err:
-            if _unreachable(err):
-                return False
-            log.warning("could not tell broadcast node %r of %s: %s", child, msg_type, err)
-        return True
+        self._peers.send(child, partial(_send_control, self.session, self.down, child, msg.msg_type, msg.content))
 
     def _request(self, raw: RawMessage, client: bytes) -> None:
         targets = _targets(raw.header)
