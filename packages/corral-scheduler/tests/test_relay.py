@@ -112,6 +112,7 @@ def test_request_reaches_the_named_engine_and_the_reply_comes_back(bench: Bench)
     client_s, engine_s = Session(KEY), Session(KEY)
     engine = bench.dealer(bench.back_url, ENGINE)
     engine_s.send(engine, "engine_hello", {"uuid": ENGINE.decode()})
+    wait_for(lambda: ("mux", ENGINE) in bench.monitor.hellos)  # connected: nothing sent is refused
     client = bench.dealer(bench.front_url)
     bench.relay.add_engine(ENGINE, 0)
     big = bytes(range(256)) * 4096  # 1 MiB payload, forwarded untouched
@@ -167,6 +168,7 @@ def test_junk_and_wrong_key_are_dropped_and_counted_and_relaying_goes_on(bench: 
     engine_s, client_s = Session(KEY), Session(KEY)
     engine = bench.dealer(bench.back_url, ENGINE)
     engine_s.send(engine, "engine_hello", {})
+    wait_for(lambda: ("mux", ENGINE) in bench.monitor.hellos)  # connected: nothing sent is refused
     client_s.send(client, "apply_request", {"ok": 1}, ident=ENGINE)
     got = recv(engine_s, engine)
     assert got.content == {"ok": 1}
@@ -180,6 +182,7 @@ def test_a_replayed_request_is_not_forwarded_twice(bench: Bench) -> None:
     bench.relay.add_engine(ENGINE, 0)
     engine = bench.dealer(bench.back_url, ENGINE)
     engine_s.send(engine, "engine_hello", {})
+    wait_for(lambda: ("mux", ENGINE) in bench.monitor.hellos)  # connected: nothing sent is refused
     client = bench.dealer(bench.front_url)
     frames = client_s.serialize(client_s.msg("apply_request", {"n": 1}), idents=[ENGINE])
     client.send_multipart(frames)
@@ -195,6 +198,7 @@ def test_a_reply_to_a_departed_client_is_reported_undelivered(bench: Bench) -> N
     bench.relay.add_engine(ENGINE, 0)
     engine = bench.dealer(bench.back_url, ENGINE)
     engine_s.send(engine, "engine_hello", {})
+    wait_for(lambda: ("mux", ENGINE) in bench.monitor.hellos)  # connected: nothing sent is refused
     client = bench.dealer(bench.front_url)
     client_s.send(client, "apply_request", {}, ident=ENGINE)
     got = recv(engine_s, engine)
