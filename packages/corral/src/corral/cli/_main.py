@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level of the controller and engines: DEBUG, INFO, WARNING or ERROR (default: %(default)s); "
         "logs go to ~/.corral/logs/CLUSTER_ID/",
     )
+    from corral.cluster.app import add_security_arguments
     from corral.wire.signing import DEFAULT_SCHEME, SCHEMES
 
     start.add_argument(
@@ -145,17 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without AES instructions, hmac-sha256-v1 where FIPS algorithms are required)",
     )
 
-    security = start.add_mutually_exclusive_group()
-    security.add_argument(
-        "--curve",
-        action="store_true",
-        help="use CurveZMQ encryption even on loopback (it is on whenever --ip is not a loopback address)",
-    )
-    security.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
-    )
+    add_security_arguments(start)
 
     stop = sub.add_parser("stop", help="stop a cluster", description="Stop a cluster started with `corral start`.")
     add_cluster_id(stop)

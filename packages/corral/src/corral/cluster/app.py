@@ -16,6 +16,22 @@ from corral.wire.paths import DEFAULT_CLUSTER_ID, validate_cluster_id
 __all__ = ["add_controller_arguments", "controller_main", "run_controller"]
 
 
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--curve`` and ``--insecure`` (mutually exclusive), shared by ``corral start`` and
+    ``corral controller``."""
+    security = parser.add_mutually_exclusive_group()
+    security.add_argument(
+        "--curve",
+        action="store_true",
+        help="use CurveZMQ encryption even on loopback (it is on whenever --ip is not a loopback address)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
+    )
+
+
 def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the controller's options to ``parser``."""
     parser.add_argument(
@@ -132,17 +148,7 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         "allocated, and corral's own clients and engines split larger buffers into frames of this size "
         "(default: 256; the other channels always refuse frames over 64 MiB)",
     )
-    security = parser.add_mutually_exclusive_group()
-    security.add_argument(
-        "--curve",
-        action="store_true",
-        help="use CurveZMQ encryption even on loopback (it is on whenever --ip is not a loopback address)",
-    )
-    security.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a non-loopback --ip WITHOUT CurveZMQ encryption (only on a network you trust)",
-    )
+    add_security_arguments(parser)
 
 
 def run_controller(args: argparse.Namespace) -> int:
