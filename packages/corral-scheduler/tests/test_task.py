@@ -562,6 +562,7 @@ def test_the_default_limit_adapts_to_how_long_tasks_take(make_bench: Any, monkey
     # quick tasks: answered as fast as they come, the engine gets a deeper queue
     for _ in range(60):
         e0.reply(e0.recv())
+    bench.wait(lambda: len(bench.monitor.replies) == 60)  # every quick reply taken by the scheduler
     quick_limit = bench.call(lambda: bench.scheduler.limit)
     assert AUTO_HWM_MIN < quick_limit <= AUTO_HWM_MAX
     # long tasks (0.6 s, longer than the queued work aimed at): one running, one queued, at once
@@ -569,6 +570,9 @@ def test_the_default_limit_adapts_to_how_long_tasks_take(make_bench: Any, monkey
         req = e0.recv()
         time.sleep(0.6)
         e0.reply(req)
+    # both replies taken by the scheduler before its load is read (on a loaded machine the
+    # second may still be in flight otherwise)
+    bench.wait(lambda: len(bench.monitor.replies) == 62)
     assert bench.call(lambda: bench.scheduler.limit) == AUTO_HWM_MIN
     # the engine gets nothing more while it holds two or more
     held = bench.call(lambda: bench.scheduler.loads[E0])
