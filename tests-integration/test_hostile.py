@@ -539,3 +539,85 @@ def framed_client(cluster: Cluster) -> Iterator[Client]:
         client = Client(cluster.connection_file, timeout=30)
     with client:
         yield client
+
+
+def _send_when_connected(peer: zmq.Socket[Any], frames: list[bytes], deadline: float) -> None:
+    """Send from a ``ROUTER_MANDATORY`` peer once the engine is connected (EHOSTUNREACH before)."""
+    while True:
+        try:
+            peer.send_multipart(frames)
+            return
+        except zmq.ZMQError as err:
+            if err.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def test_bad_messages_on_an_engines_direct_socket_are_dropped_counted_and_never_run(
+    cluster: Cluster, rc: Client, tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
+    # engines listen too: the socket clients send direct requests to (docs/security.md)
+    info = read_connection_file(cluster.connection_file)
+    key = Session(info["key"]).key
+    uuid = rc._engines.uuid(0)
+    assert uuid is not None
+    url = wait_until(lambda: rc._io._direct_urls.get(uuid.encode()), "the engine's direct socket is known")
+    marker = tmp_path / "ran.txt"
+    engine_logs = {p: p.stat().st_size for p in cluster.log_dir.glob("engine*.log")}
+    before = flatten(rc.drop_counts())
+    ctx = zmq.Context()
+    peer = ctx.socket(zmq.ROUTER)  # what a client uses
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    peer.setsockopt(zmq.IDENTITY, b"a-hostile-client")
+    admit(peer, key)
+    peer.connect(url)
+    deadline = time.monotonic() + 10
+    want: Counter[tuple[str, str, str]] = Counter()
+    try:
+        for kind, reason in REASONS.items():
+            messages = bad_messages(kind, "mux", key, uuid, marker, f"{kind}-direct")
+            if kind == "garbage":  # a ROUTER peer's first frame names the engine
+                messages = [[uuid.encode(), *frames] for frames in messages]
+            for frames in messages:
+                _send_when_connected(peer, frames, deadline)
+            want["engines", "direct", reason] += len(messages) - (1 if kind == "replayed" else 0)
+        wait_counted(rc, before, want)
+        assert refusals(peer, key) >= COPIES, "each tampered request was answered with an error"
+        wait_until(marker.exists, "the genuine copy of the replayed request ran")
+        assert rc[:].apply_sync(sum, [1, 2]) == [3] * len(rc.ids)
+        assert marker.read_text().split() == ["replayed-direct"], "nothing but the genuine request ran"
+        seen = sorted({name for names in rc[:].apply_sync(hostile_names) for name in names})
+        assert seen == ["hostile_replayed_direct"], "engine namespaces untouched"
+    finally:
+        peer.close(linger=0)
+        ctx.term()
+        rc[:].apply_sync(forget_hostile_names)
+    final = flatten(rc.drop_counts())
+    extra = {k: final[k] - before[k] - n for k, n in want.items() if final[k] - before[k] != n}
+    assert not extra, f"counted more than was sent: {extra}"
+    for path, offset in engine_logs.items():
+        assert not any("Traceback" in line for line in log_lines(path, offset)), f"a traceback in {path.name}"
+
+
+def test_a_peer_without_the_token_is_refused_by_an_engines_direct_socket(cluster: Cluster, rc: Client) -> None:
+    uuid = rc._engines.uuid(0)
+    assert uuid is not None
+    url = rc._io._direct_urls[uuid.encode()]
+    ctx = zmq.Context()
+    peer = ctx.socket(zmq.ROUTER)
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    monitor = peer.get_monitor_socket(HANDSHAKE_EVENTS)
+    try:
+        peer.connect(url)
+        assert monitor.poll(10_000), "no handshake event"
+        event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+        assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED, "a peer without the token was admitted"
+        with pytest.raises(zmq.ZMQError):
+            peer.send_multipart([uuid.encode(), b"<IDS|MSG>", b"x"])
+    finally:
+        peer.disable_monitor()
+        monitor.close(linger=0)
+        peer.close(linger=0)
+        ctx.term()

@@ -118,15 +118,20 @@ class HubBench:
         self.hearts[uuid] = stop
         return stop
 
-    def engine(self, requested_id: int | None = None, beat: bool = True, shm: str | None = None) -> tuple[str, Message]:
+    def engine(
+        self, requested_id: int | None = None, beat: bool = True, shm: str | None = None, direct: str | None = None
+    ) -> tuple[str, Message]:
         """Register an engine: request, hellos (as the relays report them), heart.
 
-        ``shm``: the shared-memory address the engine reports, if any.
+        ``shm``: the shared-memory address the engine reports, if any; ``direct``: likewise
+        the address of its direct socket.
         """
         uuid = uuidlib.uuid4().hex
         content: dict[str, Any] = {"uuid": uuid, "hostname": "here", "pid": 1, "requested_id": requested_id}
         if shm is not None:
             content["shm"] = shm
+        if direct is not None:
+            content["direct"] = direct
         reply = self.ask(
             "registration_request",
             content,

@@ -26,7 +26,7 @@ def test_ids_are_handed_out_in_order_and_engines_go_live(bench: HubBench) -> Non
         ids.append(reply.content["id"])
         note = bench.note()
         assert note.msg_type == "engine_registered"
-        assert note.content == {"id": reply.content["id"], "uuid": uuid, "shm": ""}
+        assert note.content == {"id": reply.content["id"], "uuid": uuid, "shm": "", "direct": ""}
     assert ids == [0, 1, 2]
     conn = bench.ask("connection_request", {})
     assert conn.content["engines"] == {str(i): r.uuid for i, r in enumerate(bench.hub.engines.live())}
@@ -36,11 +36,26 @@ def test_ids_are_handed_out_in_order_and_engines_go_live(bench: HubBench) -> Non
 def test_engines_shared_memory_addresses_reach_clients(bench: HubBench) -> None:
     address = "0123456789abcdef:4242"
     uuid, _ = bench.engine(shm=address)
-    assert bench.note().content == {"id": 0, "uuid": uuid, "shm": address}
+    assert bench.note().content == {"id": 0, "uuid": uuid, "shm": address, "direct": ""}
     odd, _ = bench.engine(shm="x" * 500)  # not an address: the engine is served without one
     assert bench.note().content["shm"] == ""
     conn = bench.ask("connection_request", {})
     assert conn.content["shm"] == {uuid: address}
+    assert odd in conn.content["engines"].values()
+
+
+@pytest.mark.parametrize(
+    "bad", ["tcp://evil.example:1", "udp://127.0.0.1:5", "tcp://127.0.0.1", "x" * 600, 7, ["tcp://127.0.0.1:5"]]
+)
+def test_engines_direct_addresses_reach_clients_and_odd_ones_are_dropped(bench: HubBench, bad: object) -> None:
+    url = "tcp://127.0.0.1:40001"
+    uuid, _ = bench.engine(direct=url)
+    assert bench.note().content["direct"] == url
+    odd, reply = bench.engine(direct=bad)  # type: ignore[arg-type]
+    assert reply.content["status"] == "ok"  # registered all the same, only without a direct path
+    assert bench.note().content["direct"] == ""
+    conn = bench.ask("connection_request", {})
+    assert conn.content["direct"] == {uuid: url}
     assert odd in conn.content["engines"].values()
 
 

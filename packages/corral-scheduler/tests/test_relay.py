@@ -256,3 +256,31 @@ def test_on_request_sees_each_accepted_request_before_it_is_forwarded(bench: Ben
     client_s.send(client, "abort_request", {"msg_ids": ["c"]}, ident=b"nobody")
     assert recv(client_s, client).content["ename"] == "EngineError"
     assert len(seen) == 1
+
+
+def test_direct_path_records_are_reported_to_the_hub_and_never_forwarded(bench: Bench) -> None:
+    from corral.wire.protocol import DIRECT_REPLY_RECORD, DIRECT_REQUEST_RECORD
+
+    client_s, engine_s = Session(KEY), Session(KEY)
+    bench.relay.add_engine(ENGINE, 0)
+    engine = bench.dealer(bench.back_url, ENGINE)
+    engine_s.send(engine, "engine_hello", {})
+    wait_for(lambda: ("mux", ENGINE) in bench.monitor.hellos)
+    client_id = b"client-named-itself"
+    client = bench.dealer(bench.front_url, client_id)
+    # what an engine sends after taking a request in on its own socket, and answering it there
+    request = client_s.msg("apply_request", {"serializer": "pickle"})
+    header_frame = client_s.serialize(request)[2]  # the client-signed header the engine received
+    engine_s.forward_header(engine, header_frame, [client_id, DIRECT_REQUEST_RECORD])
+    reply = engine_s.msg("apply_reply", {"status": "ok"}, parent=request)
+    engine_s.send(engine, reply, ident=[client_id, DIRECT_REPLY_RECORD])
+    wait_for(lambda: bench.monitor.deliveries == [True])
+    assert bench.monitor.requests == [("mux", request.msg_id)]
+    assert bench.monitor.replies == ["apply_reply"]
+    # a record from an engine the relay does not know, or with another mark, changes nothing
+    stranger = bench.dealer(bench.back_url, b"f" * 32)
+    engine_s.forward_header(stranger, header_frame, [client_id, DIRECT_REQUEST_RECORD])
+    engine_s.send(engine, "apply_reply", {"status": "ok"}, parent=request, ident=[client_id, b"other-mark"])
+    wait_for(lambda: bench.session.rejections.get(("mux_engine", "malformed"), 0) == 1)
+    assert bench.monitor.requests == [("mux", request.msg_id)]
+    assert not client.poll(200)  # the client got none of it through the relay

@@ -28,6 +28,7 @@ from corral.wire.connection import ConnectionInfo, channel_url
 from corral.wire.errors import CorralError, unwrap_exception
 from corral.wire.errors import TimeoutError as CorralTimeoutError
 from corral.wire.message import Message
+from corral.wire.protocol import direct_enabled
 from corral.wire.session import Session
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class Client:
         Seconds to wait for the controller to answer, at connection and for each query.
     context
         The ZeroMQ context for the sockets (the process's shared one by default).
+    direct
+        Send direct-view requests straight to engines that accept them, skipping the
+        controller (it is still told about each request and result, by the engine). None
+        (default): yes, unless the environment variable ``CORRAL_DIRECT`` is ``0``.
 
     Raises
     ------
@@ -86,7 +91,8 @@ class Client:
     corral.wire.errors.TimeoutError
         If the controller does not answer within ``timeout`` (the message names its address).
     ValueError
-        If both ``connection_file`` and ``cluster_id`` are given.
+        If both ``connection_file`` and ``cluster_id`` are given, or ``CORRAL_DIRECT`` is
+        neither 0 nor 1.
 
     Examples
     --------
@@ -104,7 +110,9 @@ class Client:
         cluster_id: str | None = None,
         timeout: float = 10.0,
         context: zmq.Context[Any] | None = None,
+        direct: bool | None = None,
     ) -> None:
+        use_direct = direct_enabled() if direct is None else bool(direct)
         info, source = load_connection_info(connection_file, cluster_id)
         #: the connection file's contents
         self.connection_info: ConnectionInfo = info
@@ -118,7 +126,13 @@ class Client:
         self._store = ResultStore()
         self._engines = EngineTable()
         self._io = IOThread(
-            context or zmq.Context.instance(), info, self.session, self._store, self._engines, self.timeout
+            context or zmq.Context.instance(),
+            info,
+            self.session,
+            self._store,
+            self._engines,
+            self.timeout,
+            direct=use_direct,
         )
         self._finalizer = weakref.finalize(self, self._io.stop)
         # a weak reference: the IO thread must not keep the client alive (the finalizer above)
@@ -145,6 +159,7 @@ class Client:
         self._engines.apply_snapshot(reply.content.get("engines") or {})
         for uuid, address in dict(reply.content.get("shm") or {}).items():
             self.session.add_shm_route(str(uuid).encode("ascii", "replace"), address)
+        self._io.add_direct_routes(dict(reply.content.get("direct") or {}))
 
     def _drops(self) -> str:
         """Messages dropped on receipt, for timeout messages (wrong key, other corral version)."""

@@ -21,7 +21,7 @@ from corral.wire.paths import DEFAULT_CLUSTER_ID, connection_file_path
 from corral.wire.session import Session
 from corral.wire.sockets import harden
 
-__all__ = ["CHANNEL_KINDS", "connect_socket", "load_connection_info", "make_session"]
+__all__ = ["CHANNEL_KINDS", "connect_socket", "direct_socket", "load_connection_info", "make_session"]
 
 #: What the client opens on each controller channel it uses (docs/messages.md).
 CHANNEL_KINDS: Final = {
@@ -43,6 +43,51 @@ HEARTBEAT_IVL_MS: Final = 1000
 HEARTBEAT_TIMEOUT_MS: Final = 2500
 
 _UNLIMITED: Final = frozenset({"mux", "control", "task", "broadcast", "registration"})
+
+
+def _credentials(
+    sock: zmq.Socket[Any], info: ConnectionInfo, curve_keys: tuple[bytes, bytes] | None, key: bytes
+) -> None:
+    """Give ``sock`` what passes the gate of the controller (and of its engines' direct sockets)."""
+    server_key = info.get("curve_public_key")
+    if server_key:
+        if not zmq.has("curve"):
+            raise ConnectionFileError(
+                "the controller requires CurveZMQ encryption, and this pyzmq/libzmq was built without it"
+            )
+        if curve_keys is None:
+            raise ConnectionFileError("CurveZMQ is on but no client key pair was made")
+        sock.curve_publickey, sock.curve_secretkey = curve_keys
+        sock.curve_serverkey = server_key.encode("ascii")
+    else:
+        admit(sock, key)
+
+
+def direct_socket(
+    context: zmq.Context[Any],
+    info: ConnectionInfo,
+    curve_keys: tuple[bytes, bytes] | None,
+    key: bytes,
+    identity: bytes,
+) -> zmq.Socket[Any]:
+    """Open the client's ROUTER for the direct path; it connects to engines as they are announced.
+
+    Engines' direct sockets are gated with the controller's credentials (the same key pairs
+    are derived from the cluster key), so the same credentials pass. ``identity`` is the name
+    engines reply to, the same as the client's ``mux`` connection's.
+    """
+    sock = harden(context.socket(zmq.ROUTER), max_frame_size=None)
+    try:
+        _credentials(sock, info, curve_keys, key)
+        sock.setsockopt(zmq.IDENTITY, identity)
+        # a request to an engine not (or no longer) connected raises, and goes via the controller
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
 
 
 def load_connection_info(
@@ -103,6 +148,7 @@ def connect_socket(
     channel: str,
     curve_keys: tuple[bytes, bytes] | None = None,
     key: bytes = b"",
+    identity: bytes | None = None,
 ) -> zmq.Socket[Any]:
     """Open and connect the client's socket for ``channel`` (linger 0, size limits applied).
 
@@ -122,18 +168,9 @@ def connect_socket(
     kind = CHANNEL_KINDS[channel]
     sock = harden(context.socket(kind), max_frame_size=None if channel in _UNLIMITED else 64 * 1024 * 1024)
     try:
-        server_key = info.get("curve_public_key")
-        if server_key:
-            if not zmq.has("curve"):
-                raise ConnectionFileError(
-                    "the controller requires CurveZMQ encryption, and this pyzmq/libzmq was built without it"
-                )
-            if curve_keys is None:
-                raise ConnectionFileError("CurveZMQ is on but no client key pair was made")
-            sock.curve_publickey, sock.curve_secretkey = curve_keys
-            sock.curve_serverkey = server_key.encode("ascii")
-        else:
-            admit(sock, key)
+        _credentials(sock, info, curve_keys, key)
+        if identity is not None:
+            sock.setsockopt(zmq.IDENTITY, identity)
         if channel == "registration":
             # ZMTP heartbeats: a controller that dies silently (its host is cut off) drops this
             # connection within HEARTBEAT_TIMEOUT_MS, which the client's monitor reports

@@ -9,6 +9,12 @@ when one signals. Replies are checked, unpickled and stored there, and each wait
 woken through its own condition variable (the ``concurrent.futures.Future`` it is): no
 polling, no sleeps.
 
+Direct requests go straight to engines that announced a socket of their own (``direct`` in
+their registration), on the client's ``direct`` ROUTER, and their replies come back on it;
+requests to other engines, and to an engine while requests relayed to it earlier are still
+unanswered (so that an engine still runs one client's requests in the order they were sent),
+go through the controller's ``mux`` relay.
+
 ``zmq.FD`` signals edges, not levels: any use of a socket may consume the signal of a message
 that arrived meanwhile. So whoever used a socket checks ``zmq.EVENTS`` afterwards, and a sender
 that finds a message waiting asks the IO thread to drain it.
@@ -20,14 +26,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Final
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from corral.client._connection import CHANNEL_KINDS, connect_socket
+from corral.client._connection import CHANNEL_KINDS, connect_socket, direct_socket
 from corral.client._engines import EngineTable
 from corral.client._store import Request, ResultStore
 from corral.wire.connection import ConnectionInfo, channel_url
@@ -36,6 +42,7 @@ from corral.wire.frames import recv_frames, send_frames
 from corral.wire.gate import curve_client_keys
 from corral.wire.loop import Reactor
 from corral.wire.message import Message
+from corral.wire.protocol import valid_direct_url
 from corral.wire.session import Session
 
 __all__ = ["LOST_GRACE", "STRANDED_GRACE", "IOThread"]
@@ -117,6 +124,8 @@ class IOThread:
         The engine table that notifications update.
     connect_grace
         Seconds a send waits for its socket's connection to the controller to complete.
+    direct
+        Send direct requests straight to engines that accept them (the direct path).
 
     Raises
     ------
@@ -132,6 +141,7 @@ class IOThread:
         store: ResultStore,
         engines: EngineTable,
         connect_grace: float = 5.0,
+        direct: bool = True,
     ) -> None:
         self.session = session
         self.connect_grace = connect_grace
@@ -144,9 +154,21 @@ class IOThread:
         self._queries: dict[str, Future[Message]] = {}
         # the key pair derived from the cluster key: the controller's gate admits only that one
         curve = curve_client_keys(session.key) if info.get("curve_public_key") else None
+        # engines answer direct requests to this name, and the hub sends this client what it has
+        # to say about them (acknowledgements, EngineError) to the same name on mux
+        self.identity = session.session.encode("ascii")
+        #: engine uuid (bytes) -> its direct address, for engines connected to directly
+        self._direct_urls: dict[bytes, str] = {}
+        #: engine uuid (bytes) -> mux requests relayed to it and not answered yet
+        self._relayed: dict[bytes, int] = {}
+        self._gone_direct: set[bytes] = set()
+        self._route_lock = threading.Lock()
         try:
             for channel in CHANNEL_KINDS:
-                self.sockets[channel] = connect_socket(context, info, channel, curve, session.key)
+                ident = self.identity if channel == "mux" else None
+                self.sockets[channel] = connect_socket(context, info, channel, curve, session.key, ident)
+            if direct:
+                self.sockets["direct"] = direct_socket(context, info, curve, session.key, self.identity)
         except BaseException:
             self._close_sockets()
             self.reactor.close()
@@ -156,10 +178,17 @@ class IOThread:
             channel: _Shared(
                 channel,
                 self.sockets[channel],
-                self._on_registration if channel == "registration" else self._on_replies,
+                self._on_registration
+                if channel == "registration"
+                else self._on_relayed_replies
+                if channel == "mux"
+                else self._on_replies,
             )
             for channel in _SHARED_CHANNELS
         }
+        self._direct: _Shared | None = None
+        if direct:
+            self._direct = self._shared["direct"] = _Shared("direct", self.sockets["direct"], self._on_replies)
         for shared in self._shared.values():
             self.reactor.add_socket(shared, self._on_signal)
         # only this thread uses the output sockets: the reactor polls them as sockets
@@ -242,6 +271,10 @@ class IOThread:
 
         If a send fails, ``requests`` fail with the error instead of waiting forever.
         """
+        if channel == "mux" and self._direct_urls and len(frames) == len(requests):
+            frames, requests = self._send_direct(frames, requests)
+            if not frames:
+                return
         shared = self._shared[channel]
         error: BaseException | None = self.store.lost
         with shared.lock:
@@ -269,6 +302,89 @@ class IOThread:
                 self.store.complete(req, error=error)
         elif waiting:
             self.reactor.call_soon_threadsafe(self._on_signal, shared)
+
+    def _send_direct(
+        self, frames: Sequence[Sequence[Any]], requests: Sequence[Request]
+    ) -> tuple[list[Sequence[Any]], list[Request]]:
+        """Send what can go straight to engines; return the rest, for the controller's relay.
+
+        A request goes directly when its engine is connected and no request relayed to it
+        earlier waits for its reply (the engine runs one client's requests in the order they
+        were sent); otherwise it is counted as relayed, and goes through the controller.
+        """
+        direct = self._direct
+        assert direct is not None
+        urls = self._direct_urls
+        relayed = self._relayed
+        rest: list[Sequence[Any]] = []
+        rest_requests: list[Request] = []
+        waiting = False
+        with direct.lock, self._route_lock:
+            closed = self._closed or self.store.lost is not None
+            for parts, req in zip(frames, requests, strict=True):
+                engine = parts[0]
+                if not closed and engine in urls and not relayed.get(engine):
+                    try:
+                        send_frames(direct.socket, parts, _NOBLOCK)
+                        continue
+                    except zmq.ZMQError:  # not connected (yet, or any more): via the controller
+                        pass
+                    except Exception:  # e.g. a bad frame: the relay's send reports it
+                        pass
+                rest.append(parts)
+                rest_requests.append(req)
+                if engine in urls:
+                    relayed[engine] = relayed.get(engine, 0) + 1
+            if not closed:
+                waiting = direct.readable()
+        if waiting:
+            self.reactor.call_soon_threadsafe(self._on_signal, direct)
+        return rest, rest_requests
+
+    def add_direct_routes(self, routes: Mapping[str, Any]) -> None:
+        """Connect to engines' direct sockets (``{uuid: url}``); any thread."""
+        direct = self._direct
+        if direct is None:
+            return
+        with direct.lock:
+            if self._closed:
+                return
+            for uuid, url in routes.items():
+                ident = str(uuid).encode("ascii", "replace")
+                checked = valid_direct_url(url)
+                if checked is None or self._direct_urls.get(ident) == checked or ident in self._gone_direct:
+                    continue
+                old = self._direct_urls.get(ident)
+                if old is not None:
+                    with contextlib.suppress(zmq.ZMQError):
+                        direct.socket.disconnect(old)
+                try:
+                    direct.socket.connect(checked)
+                except zmq.ZMQError as err:
+                    log.warning(
+                        "cannot connect to engine %s at %s (%s); its requests go through the controller",
+                        uuid,
+                        checked,
+                        err,
+                    )
+                    continue
+                with self._route_lock:
+                    self._direct_urls[ident] = checked
+
+    def remove_direct_route(self, uuid: str) -> None:
+        """Stop sending directly to an engine that left (IO thread)."""
+        direct = self._direct
+        if direct is None:
+            return
+        ident = uuid.encode("ascii", "replace")
+        with direct.lock:
+            self._gone_direct.add(ident)
+            with self._route_lock:
+                url = self._direct_urls.pop(ident, None)
+                self._relayed.pop(ident, None)
+            if url is not None and not self._closed:
+                with contextlib.suppress(zmq.ZMQError):
+                    direct.socket.disconnect(url)
 
     def query(self, msg_type: str, content: dict[str, Any]) -> tuple[str, Future[Message]]:
         """Send a request to the hub (``registration`` channel); the future gets its reply.
@@ -380,6 +496,18 @@ class IOThread:
                 continue  # counted and logged by the Session
         return out
 
+    def _on_relayed_replies(self, msgs: list[Message]) -> None:
+        relayed = self._relayed
+        if relayed:
+            with self._route_lock:
+                for msg in msgs:
+                    if msg.idents and msg.msg_type != "submission_ack":
+                        engine = msg.idents[0]
+                        n = relayed.get(engine)
+                        if n:
+                            relayed[engine] = n - 1
+        self._on_replies(msgs)
+
     def _on_replies(self, msgs: list[Message]) -> None:
         for msg in msgs:
             if msg.msg_type == "submission_ack":
@@ -444,10 +572,14 @@ class IOThread:
                     continue
                 self.engines.register(eid, uuid)
                 self.session.add_shm_route(uuid.encode("ascii", "replace"), content.get("shm"))
+                if content.get("direct"):
+                    self.add_direct_routes({uuid: content["direct"]})
             elif msg.msg_type == "engine_unregistered":
                 sent_uuid = content.get("uuid") if isinstance(content.get("uuid"), str) else None
                 uuid = self.engines.unregister(eid, sent_uuid) or str(sent_uuid or "")
                 reason = str(content.get("reason") or "unregistered")
+                if uuid:
+                    self.remove_direct_route(uuid)
                 self.reactor.call_later(STRANDED_GRACE, self._fail_stranded, eid, uuid, reason)
 
     def _fail_stranded(self, eid: int, uuid: str, reason: str) -> None:

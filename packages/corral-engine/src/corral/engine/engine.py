@@ -28,6 +28,7 @@ from typing import Any, Final, cast
 import zmq
 
 from corral.engine.control import Control
+from corral.engine.direct import DirectSocket
 from corral.engine.dispatcher import Dispatcher
 from corral.engine.errors import RegistrationError
 from corral.engine.executor import Executor
@@ -41,6 +42,7 @@ from corral.engine.signals import SignalHandlers, UserCodeGuard
 from corral.wire import ConnectionInfo, Session, channel_url, read_connection_file
 from corral.wire.connection import buffer_frame_size, validate_connection_info
 from corral.wire.errors import TimeoutError as CorralTimeoutError
+from corral.wire.protocol import direct_enabled
 
 __all__ = ["Engine"]
 
@@ -87,13 +89,18 @@ class Engine:
     capture_output
         Capture what requests write to ``sys.stdout``/``sys.stderr`` (only the execution
         thread's writes; the rest of the application keeps its output).
+    direct
+        Listen for direct requests from clients on a socket of the engine's own, so that a
+        client's direct round trip skips the controller (:mod:`corral.engine.direct`). None
+        (default): yes, unless the environment variable ``CORRAL_DIRECT`` is ``0``.
 
     Raises
     ------
     corral.wire.ConnectionFileError
         If the connection file or mapping is missing, unreadable, unsafe or invalid.
     ValueError
-        If ``uuid`` is malformed or a timeout is not positive.
+        If ``uuid`` is malformed, a timeout is not positive, or ``CORRAL_DIRECT`` is neither
+        0 nor 1.
     TypeError
         If ``namespace`` is not a dict.
 
@@ -118,6 +125,7 @@ class Engine:
         controller_timeout: float = 30.0,
         handle_signals: bool | None = None,
         capture_output: bool = True,
+        direct: bool | None = None,
     ) -> None:
         if isinstance(connection, Mapping):
             self._info: ConnectionInfo = validate_connection_info(dict(connection))
@@ -146,6 +154,8 @@ class Engine:
         self.controller_timeout = float(controller_timeout)
         self._handle_signals = handle_signals
         self._capture_output = capture_output
+        self._direct = direct_enabled() if direct is None else bool(direct)
+        self._direct_url: str | None = None
         self._session = Session(
             self._info["key"], scheme=self._info["signature_scheme"], buffer_frame_size=buffer_frame_size(self._info)
         )
@@ -390,16 +400,24 @@ class Engine:
         assert context is not None
         url = channel_url(self._info, "registration")
         log.info("registering with the controller at %s (connection %s)", url, self._source)
-        reg = register(
-            self._session,
-            context,
-            url,
-            uuid=self._uuid,
-            requested_id=self._requested_id,
-            timeout=self.registration_timeout,
-            cancelled=lambda: self._stop_requested,
-            curve_server_key=self._info.get("curve_public_key"),
-        )
+        direct = DirectSocket(self._info, self._session.key, self._uuid) if self._direct else None
+        try:
+            self._direct_url = direct.url if direct is not None else None
+            reg = register(
+                self._session,
+                context,
+                url,
+                uuid=self._uuid,
+                requested_id=self._requested_id,
+                timeout=self.registration_timeout,
+                cancelled=lambda: self._stop_requested,
+                curve_server_key=self._info.get("curve_public_key"),
+                direct_url=self._direct_url,
+            )
+        except BaseException:
+            if direct is not None:
+                direct.close()
+            raise
         self._id = reg.id
         self._info = _with_broadcast_leaf(self._file_info, reg)
         engine_info = {"engine_id": reg.id, "engine_uuid": self._uuid}
@@ -411,7 +429,13 @@ class Engine:
             curve_server_key=self._info.get("curve_public_key"),
         )
         self._iopub.start()
-        self._shell = Shell(self._session, context, self._info, self._uuid)
+        try:
+            self._shell = Shell(self._session, context, self._info, self._uuid, direct=direct)
+        except BaseException:
+            if direct is not None:
+                direct.close()
+            raise
+        self._iopub.on_tick = self._shell.flush_records_if_free
         control = Control(
             inbox=self._inbox,
             shell=self._shell,
@@ -465,6 +489,7 @@ class Engine:
                     timeout=self.registration_timeout,
                     cancelled=lambda: self._stop_requested,
                     curve_server_key=self._info.get("curve_public_key"),
+                    direct_url=self._direct_url,
                 )
             except RegistrationError as err:
                 self._request_stop(f"the restarted controller refused this engine: {err}")

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import zmq
@@ -56,6 +56,12 @@ class IOPub:
         Seconds anything handed over may wait to be sent with what follows it.
     curve_server_key
         The controller's CurveZMQ public key (the connection file's ``curve_public_key``), if on.
+
+    Attributes
+    ----------
+    on_tick
+        Called in the IOPub thread at every wake-up (at least every ``coalesce`` seconds), or
+        None; the engine sends held-back direct-path records this way.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class IOPub:
         self._thread = threading.Thread(target=self._run, name="corral-engine-iopub", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self.on_tick: Callable[[], object] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the thread and wait until its socket is connected.
@@ -200,7 +207,14 @@ class IOPub:
 
     def _loop(self, socket: zmq.Socket[Any]) -> None:
         while True:
-            for item in _elide_quiet_requests(self._take_batch()):
+            batch = self._take_batch()
+            on_tick = self.on_tick
+            if on_tick is not None:
+                try:
+                    on_tick()
+                except Exception:  # pragma: no cover - a failing hook must not end output
+                    log.exception("the IOPub thread's tick hook failed")
+            for item in _elide_quiet_requests(batch):
                 if item is _STOP:
                     return
                 if isinstance(item, threading.Event):

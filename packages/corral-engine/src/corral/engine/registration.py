@@ -65,6 +65,7 @@ def register(
     timeout: float,
     cancelled: Callable[[], bool] | None = None,
     curve_server_key: str | None = None,
+    direct_url: str | None = None,
 ) -> Registration:
     """Register with the hub at ``url`` and return what it answered.
 
@@ -86,6 +87,9 @@ def register(
         Polled while waiting; when it returns True the wait ends with a :class:`RegistrationError`.
     curve_server_key
         The controller's CurveZMQ public key (the connection file's ``curve_public_key``), if on.
+    direct_url
+        Where clients may send this engine direct requests (:mod:`corral.engine.direct`), if
+        anywhere.
 
     Returns
     -------
@@ -110,6 +114,8 @@ def register(
         }
         if session.shm is not None:  # clients on this host send large buffers through memory
             content["shm"] = session.shm.address
+        if direct_url is not None:
+            content["direct"] = direct_url
         request, _ = session.send(sock, "registration_request", content)
         log.debug("registration request %s sent to %s", request.msg_id, url)
         return _wait_reply(session, sock, url, request.msg_id, timeout, cancelled)

@@ -1,7 +1,12 @@
 """The request sockets, owned by the execution thread and lent to the IO thread on demand.
 
 Requests arrive on the ``mux_engine``, ``task_engine`` and ``broadcast_engine`` DEALERs and
-their replies leave on them. The execution thread receives and sends on them itself: no hand-off
+their replies leave on them; direct requests from clients that reach the engine itself arrive
+on its own ROUTER (:mod:`corral.engine.direct`), and their replies leave there. The controller
+gets a record of each such request and reply on ``mux_engine``, sent off the critical path:
+when the execution thread is about to wait for work (right after a reply, while the client is
+busy with it), or by the IOPub thread's tick while user code runs (:meth:`Shell.flush_records`),
+so the hub hears of a long-running direct request within ~50 ms. The execution thread receives and sends on them itself: no hand-off
 between threads on the way in or out, which is what keeps a round trip short. ZeroMQ sockets
 must not be used by two threads at once, so every use happens under :attr:`Shell.lock`; a lock
 is also the memory barrier ZeroMQ asks for when a socket changes threads.
@@ -24,10 +29,13 @@ from typing import Any, Final, cast
 
 import zmq
 
+from corral.engine.direct import DirectSocket
 from corral.engine.inbox import Inbox
 from corral.engine.refusal import answer_refused
 from corral.wire import ConnectionInfo, MessageRejected, Session, channel_url, harden
+from corral.wire.frames import recv_frames
 from corral.wire.gate import admit
+from corral.wire.protocol import DIRECT_REPLY_RECORD, DIRECT_REQUEST_RECORD
 
 __all__ = ["REQUEST_CHANNELS", "Shell"]
 
@@ -49,6 +57,19 @@ def _readable(sock: zmq.Socket[Any]) -> bool:
 _NOBLOCK: Final = int(zmq.NOBLOCK)
 _SNDMORE: Final = int(zmq.SNDMORE)
 _COPY_BELOW: Final = zmq.COPY_THRESHOLD
+#: Records of direct requests and replies held back at most; more are sent at once.
+_RECORDS_MAX: Final = 64
+
+
+def _send(sock: zmq.Socket[Any], frames: list[Any]) -> None:
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        flags = 0 if i == last else _SNDMORE
+        if isinstance(frame, zmq.Frame):
+            sock.send(frame, flags, copy=False)
+        else:
+            # small frames are cheaper copied than wrapped in a zero-copy zmq.Frame
+            sock.send(frame, flags, copy=memoryview(frame).nbytes < _COPY_BELOW)
 
 
 class Shell:
@@ -64,14 +85,32 @@ class Shell:
         Connection info (addresses).
     uuid
         The engine uuid.
+    direct
+        The engine's bound socket for direct requests from clients (:mod:`corral.engine.direct`),
+        or None; the shell owns it from now on and closes it.
+
+    Attributes
+    ----------
+    direct_url
+        Where direct requests are accepted, or None.
 
     Raises
     ------
     corral.wire.ConnectionFileError
         If the connection info lacks the ``mux_engine`` channel.
+    zmq.ZMQError
+        If a socket cannot connect.
     """
 
-    def __init__(self, session: Session, context: zmq.Context[Any], info: ConnectionInfo, uuid: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        context: zmq.Context[Any],
+        info: ConnectionInfo,
+        uuid: str,
+        *,
+        direct: DirectSocket | None = None,
+    ) -> None:
         self.session = session
         self.lock = threading.Lock()
         self.sockets: dict[str, zmq.Socket[Any]] = {}
@@ -83,6 +122,12 @@ class Shell:
         self._returned.set()
         self._closed = False
         self._uuid = uuid
+        self._direct = direct
+        self._direct_sock = direct.socket if direct is not None else None
+        self.direct_url = direct.url if direct is not None else None
+        # records for the controller not sent yet: (client, header frame) for a request,
+        # (client, reply frames) for a reply
+        self._records: list[tuple[bytes, Any]] = []
         identity = uuid.encode("ascii")
         url = f"inproc://corral-engine-shell-wake-{uuid}-{next(_instances)}"
         self._wake_rx = context.socket(zmq.PULL)
@@ -112,6 +157,8 @@ class Shell:
                 self._poller.register(sock, zmq.POLLIN)
             for sock in self.sockets.values():
                 session.send(sock, "engine_hello", {"uuid": uuid})
+            if self._direct_sock is not None:
+                self._poller.register(self._direct_sock, zmq.POLLIN)
         except BaseException:
             self.close()
             raise
@@ -132,13 +179,18 @@ class Shell:
         """
         if self._closed:
             return 0
+        if self._records and timeout > 0:  # about to wait: the records go now, off the critical path
+            self.flush_records()
         moved = 0
         for sock, _ in self._poller.poll(int(timeout * 1000)):
             if sock is self._wake_rx:
                 while _readable(sock):
                     sock.recv()
                 continue
-            moved += self._take(sock, inbox)
+            if sock in self._channels:
+                moved += self._take(sock, inbox)
+            elif self._direct_sock is not None:
+                moved += self._take_direct(self._direct_sock, inbox)
         return moved
 
     def _take(self, sock: zmq.Socket[Any], inbox: Inbox) -> int:
@@ -159,23 +211,107 @@ class Shell:
             moved += 1
         return moved
 
+    def _take_direct(self, sock: zmq.Socket[Any], inbox: Inbox) -> int:
+        # a direct request is recorded with the hub (its header, re-signed by this engine) as
+        # it is queued: the hub then knows it is queued or running here, as for relayed ones
+        session = self.session
+        moved = 0
+        while _readable(sock):
+            try:
+                frames = recv_frames(sock, _NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                idents, rest = session.feed_identities(frames)
+            except MessageRejected as err:
+                session.reject("direct", err)
+                continue
+            if len(idents) != 1:
+                session.reject("direct", MessageRejected("malformed", "a direct request needs one client identity"))
+                continue
+            try:
+                msg = session.deserialize(rest, stream=sock, channel="direct", idents=idents)
+            except MessageRejected as err:
+                answer_refused(session, sock, err, {"engine_uuid": self._uuid})
+                continue
+            self._add_record(idents[0], rest[1])
+            inbox.put("direct", msg)
+            moved += 1
+        return moved
+
     def send(self, channel: str, frames: list[Any]) -> None:
-        """Send signed ``frames`` on ``channel`` (lock held); dropped once closed."""
+        """Send signed ``frames`` on ``channel`` (lock held); dropped once closed.
+
+        A reply on ``direct`` goes to its client's direct connection and, as a record, to the
+        controller; if that connection is gone, it goes the usual way, through the controller.
+        """
+        if channel == "direct":
+            self._send_direct(frames)
+            return
         sock = self.sockets.get(channel)
         if sock is None or self._closed:
             log.debug("a reply on %s is dropped: the engine's sockets are closed", channel)
             return
         try:
-            last = len(frames) - 1
-            for i, frame in enumerate(frames):
-                flags = 0 if i == last else _SNDMORE
-                if isinstance(frame, zmq.Frame):
-                    sock.send(frame, flags, copy=False)
-                else:
-                    # small frames are cheaper copied than wrapped in a zero-copy zmq.Frame
-                    sock.send(frame, flags, copy=memoryview(frame).nbytes < _COPY_BELOW)
+            _send(sock, frames)
         except zmq.ZMQError as err:
             log.warning("could not send a reply on %s: %s", channel, err)
+
+    def _send_direct(self, frames: list[Any]) -> None:
+        sock = self._direct_sock
+        mux = self.sockets.get("mux")
+        if sock is None or mux is None or self._closed:
+            log.debug("a direct reply is dropped: the engine's sockets are closed")
+            return
+        try:
+            _send(sock, frames)
+        except zmq.ZMQError as err:
+            # EHOSTUNREACH: the client's direct connection is gone (it may still be connected
+            # to the controller, which relays the reply and stores it as any other)
+            log.debug("a direct reply goes through the controller: %s", err)
+            try:
+                _send(mux, frames)
+            except zmq.ZMQError as exc:
+                log.warning("could not send a reply: %s", exc)
+            return
+        # the same signed frames, marked as a record: stored by the hub, not forwarded
+        self._add_record(frames[0], frames[1:])
+        if any(isinstance(f, zmq.Frame) for f in frames):
+            # tracked buffers: the executor waits until ZeroMQ has sent every copy of them
+            self.flush_records()
+
+    def _add_record(self, client: bytes, what: Any) -> None:
+        self._records.append((client, what))
+        if len(self._records) >= _RECORDS_MAX:
+            self.flush_records()
+
+    def flush_records(self) -> None:
+        """Send the controller the records of direct requests and replies (lock held)."""
+        records, self._records = self._records, []
+        mux = self.sockets.get("mux")
+        if mux is None or self._closed:
+            return
+        for client, what in records:
+            try:
+                if isinstance(what, list):  # a reply's frames (from the delimiter on)
+                    _send(mux, [client, DIRECT_REPLY_RECORD, *what])
+                else:  # a request's header frame, re-signed by this engine
+                    self.session.forward_header(mux, what, [client, DIRECT_REQUEST_RECORD])
+            except zmq.ZMQError as err:  # pragma: no cover - a DEALER queues while disconnected
+                log.warning("could not send a direct-path record to the controller: %s", err)
+
+    def flush_records_if_free(self) -> None:
+        """Send pending records if no other thread uses the sockets now (any thread).
+
+        The IOPub thread calls this on its tick: while user code runs, the execution thread
+        does not hold the lock, so a long-running request's record goes within a tick.
+        """
+        if self._records and self.lock.acquire(blocking=False):
+            try:
+                if not self._closed:
+                    self.flush_records()
+            finally:
+                self.lock.release()
 
     def reconnect(self, channel: str, url: str) -> None:
         """Connect ``channel``'s socket to ``url`` instead of where it was (lock held).
@@ -241,8 +377,13 @@ class Shell:
         with self._wake_lock:
             if self._closed:
                 return
+            if self._records:
+                self.flush_records()
             self._closed = True
             for sock in self.sockets.values():
                 sock.close(linger=_CLOSE_LINGER_MS)
+            if self._direct is not None:
+                self._direct.close()
+                self._direct_sock = None
             self._wake_tx.close(linger=0)
             self._wake_rx.close(linger=0)

@@ -22,6 +22,8 @@ class EngineRecord:
     pid: int | None = None
     #: the engine's shared-memory address (``corral.wire.shm``), "" if it has none
     shm: str = ""
+    #: where clients may send the engine direct requests (``corral.engine.direct``), "" if nowhere
+    direct: str = ""
     #: "registering" -> "live" -> "gone"
     state: str = "registering"
     hellos: set[str] = field(default_factory=set)

@@ -26,6 +26,7 @@ from corral.hub.store import MemoryStore, Record, ResultStore
 from corral.wire import Message, MessageRejected, ProtocolVersionError, RawMessage, Session
 from corral.wire.errors import EngineError, RemoteError, error_reply, wrap_exception
 from corral.wire.loop import Reactor, Timer
+from corral.wire.protocol import valid_direct_url
 from corral.wire.session import parent_msg_id
 from corral.wire.shm import SegmentError, is_kept, open_kept, segment_tag, sweep_segments, touch_kept
 
@@ -366,7 +367,9 @@ class Hub:
         log.info("engine %d (%s) is live", record.id, record.uuid)
         for callback in self.on_live:
             callback(record)
-        self._notify("engine_registered", {"id": record.id, "uuid": record.uuid, "shm": record.shm})
+        self._notify(
+            "engine_registered", {"id": record.id, "uuid": record.uuid, "shm": record.shm, "direct": record.direct}
+        )
 
     def lose(self, record: EngineRecord, reason: str) -> None:
         """Declare an engine gone: fail its pending requests with :class:`EngineError`.
@@ -462,6 +465,7 @@ class Hub:
         record = self.engines.add(uuid, str(c.get("hostname", "")), pid, requested)
         shm = c.get("shm")
         record.shm = shm if isinstance(shm, str) and len(shm) <= _MAX_SHM_ADDRESS else ""
+        record.direct = valid_direct_url(c.get("direct")) or ""
         log.info("engine %d (%s) registering from %s pid %s", record.id, uuid, record.hostname, pid)
         self._start_fast_ping()
         content: dict[str, Any] = {}
@@ -485,7 +489,11 @@ class Hub:
         self._reply(
             msg,
             "connection_reply",
-            {"engines": {str(r.id): r.uuid for r in live}, "shm": {r.uuid: r.shm for r in live if r.shm}},
+            {
+                "engines": {str(r.id): r.uuid for r in live},
+                "shm": {r.uuid: r.shm for r in live if r.shm},
+                "direct": {r.uuid: r.direct for r in live if r.direct},
+            },
         )
 
     def _queue_request(self, msg: Message) -> None:

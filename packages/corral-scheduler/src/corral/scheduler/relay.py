@@ -6,7 +6,11 @@ A client addresses an engine by putting the engine's uuid as the first routing i
     client-facing ROUTER gets   [client_id, engine_uuid, DELIM, ...]
     engine-facing ROUTER sends  [engine_uuid, client_id, DELIM, sig', ...]
 
-and replies come back the same way reversed. The relay checks each message's signature and
+and replies come back the same way reversed. Clients that reach an engine's own socket send it
+direct requests without the controller; the engine then sends records of them here, on its
+``mux_engine`` connection (identities ``[client, DIRECT_REQUEST_RECORD]`` and
+``[client, DIRECT_REPLY_RECORD]``), which the relay reports to the hub like what it routes
+itself, and does not forward. The relay checks each message's signature and
 decodes only its header (:meth:`Session.deserialize_raw`), reports it to the hub, and forwards
 the frames untouched with a fresh envelope (:meth:`Session.forward`): payloads are never
 decoded, hashed or copied here.
@@ -25,6 +29,7 @@ from corral.wire import MessageRejected, RawMessage, Session
 from corral.wire.errors import EngineError, error_reply
 from corral.wire.frames import recv_frames
 from corral.wire.loop import Reactor
+from corral.wire.protocol import DIRECT_REPLY_RECORD, DIRECT_REQUEST_RECORD
 
 __all__ = ["DirectRelay", "drain"]
 
@@ -101,6 +106,9 @@ class DirectRelay:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
+        # clients name their mux connection (the direct path's records and acks are addressed
+        # by that name): a client that reconnects takes its name over from the stale connection
+        client_socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
 
     def register(self, reactor: Reactor) -> None:
         """Start relaying on ``reactor``."""
@@ -200,6 +208,9 @@ class DirectRelay:
             if raw.msg_type == "engine_hello":
                 self.monitor.hello(self.channel, raw.idents[0])
                 continue
+            if len(raw.idents) == 3:
+                self._record(raw)
+                continue
             if len(raw.idents) != 2:
                 session.reject(
                     f"{self.channel}_engine", MessageRejected("malformed", "a reply needs engine and client identities")
@@ -209,6 +220,22 @@ class DirectRelay:
             if not self.monitor.reply(self.channel, raw, client, engine):
                 continue
             self.deliver(client, engine, raw)
+
+    def _record(self, raw: RawMessage) -> None:
+        """Report what an engine says went over its direct socket; forward nothing."""
+        engine, client, mark = raw.idents
+        if engine not in self.engines:
+            log.debug("a direct-path record from unregistered engine %r is ignored", engine)
+            return
+        if mark == DIRECT_REQUEST_RECORD:
+            self.monitor.request(self.channel, raw, client, engine)
+        elif mark == DIRECT_REPLY_RECORD:
+            if self.monitor.reply(self.channel, raw, client, engine):
+                self.monitor.delivered(self.channel, raw, client, True)
+        else:
+            self.session.reject(
+                f"{self.channel}_engine", MessageRejected("malformed", "a reply needs engine and client identities")
+            )
 
     def deliver(self, client: bytes, engine: bytes, raw: RawMessage) -> bool:
         """Forward a reply to ``client``; return whether its connection took it."""

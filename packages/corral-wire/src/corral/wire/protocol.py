@@ -8,6 +8,9 @@ older peer would misread, and peers refuse each other with :class:`ProtocolVersi
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from typing import Final
 
 from corral.wire.errors import ProtocolVersionError
@@ -15,6 +18,11 @@ from corral.wire.errors import ProtocolVersionError
 __all__ = [
     "CHANNELS",
     "DEFAULT_BUFFER_FRAME_SIZE",
+    "DIRECT_ENV",
+    "DIRECT_REPLY_RECORD",
+    "DIRECT_REQUEST_RECORD",
+    "direct_enabled",
+    "valid_direct_url",
     "ENVELOPE_VERSION",
     "MIN_BUFFER_FRAME_SIZE",
     "PROTOCOL_VERSION",
@@ -33,6 +41,50 @@ DEFAULT_BUFFER_FRAME_SIZE: Final = 256 * 1024 * 1024
 
 #: The smallest frame limit a controller may set for its data channels (1 MiB).
 MIN_BUFFER_FRAME_SIZE: Final = 1024 * 1024
+
+#: Routing marks of the records an engine sends the controller about the direct path (clients
+#: reach engines' own ``direct`` sockets without the controller, docs/messages.md): on
+#: ``mux_engine`` a message with identities ``[client, DIRECT_REQUEST_RECORD]`` records a request
+#: the engine took in directly (header only), one with ``[client, DIRECT_REPLY_RECORD]`` the reply
+#: it handed to that client. The controller stores them and forwards neither.
+DIRECT_REQUEST_RECORD: Final = b"corral.direct.request"
+DIRECT_REPLY_RECORD: Final = b"corral.direct.reply"
+
+#: Environment variable that turns the direct path off (``0``) in an engine or a client.
+DIRECT_ENV: Final = "CORRAL_DIRECT"
+
+_DIRECT_URL: Final = re.compile(r"(tcp://(\[[0-9a-fA-F:.]+\]|[0-9.]+):[0-9]{1,5}|ipc://[^\x00]{1,200})")
+
+
+def direct_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``CORRAL_DIRECT`` allows the direct path (the default: yes).
+
+    Raises
+    ------
+    ValueError
+        If ``CORRAL_DIRECT`` is set to something other than on/off words.
+    """
+    value = (os.environ if environ is None else environ).get(DIRECT_ENV, "").strip().lower()
+    if value in ("", "1", "on", "yes", "true"):
+        return True
+    if value in ("0", "off", "no", "false"):
+        return False
+    raise ValueError(
+        f"{DIRECT_ENV}={value!r} is not understood: set it to 1 (clients reach engines directly, the default) "
+        "or 0 (every request goes through the controller)"
+    )
+
+
+def valid_direct_url(url: object) -> str | None:
+    """Return ``url`` if it is an address an engine's direct socket may have, else None.
+
+    A ``tcp://`` address with a literal IP and a port, or an ``ipc://`` path: anything else
+    (host names, other transports, overlong strings) is ignored rather than connected to.
+    """
+    if isinstance(url, str) and _DIRECT_URL.fullmatch(url):
+        return url
+    return None
+
 
 #: The version byte at the start of every signature frame (see ``docs/protocol.md``).
 ENVELOPE_VERSION: Final = 1

@@ -771,6 +771,21 @@ class Session:
             raise
         return self.deserialize_raw(rest, stream=stream, channel=channel, idents=idents)
 
+    def forward_header(self, socket: zmq.Socket[Any], header: Any, idents: Sequence[bytes] = ()) -> None:
+        """Send only the header frame of a checked message on, signed as coming from this session.
+
+        Parent, metadata and content go as empty objects, and there are no buffers: a record
+        of a message for someone who needs its header alone (an engine telling the hub about a
+        request that reached it directly, docs/messages.md).
+
+        Raises
+        ------
+        zmq.ZMQError
+            If ZeroMQ refuses the send.
+        """
+        small = [header if type(header) is bytes else _view(header), b"{}", b"{}", b"{}"]
+        send_frames(socket, [*idents, DELIM, self._envelope(small, b"", 0), *small])
+
     def forward(self, socket: zmq.Socket[Any], raw: RawMessage, idents: Sequence[bytes] = ()) -> None:
         """Send a checked :class:`RawMessage` on, re-signed as coming from this session.
 
