@@ -169,3 +169,17 @@ def test_an_engine_can_do_without_the_direct_socket(controller: Any) -> None:
         assert "direct" not in controller.registered().content
     finally:
         eng.stop()
+
+
+def test_requests_queued_behind_a_long_one_are_recorded_while_it_runs(
+    controller: Any, engine: Engine, client: DirectClient
+) -> None:
+    # the hub counts them in queue_status at once, as it does requests it relays itself
+    running = client.apply(slow_double, 1, 3.0)
+    controller.get("mux", lambda m: m.header.get("msg_id") == running, timeout=2.0)
+    t0 = time.monotonic()
+    queued = client.apply(slow_double, 2, 0.0)
+    controller.get("mux", lambda m: m.header.get("msg_id") == queued, timeout=2.0)
+    assert time.monotonic() - t0 < 1.0  # recorded by the engine's tick, long before its turn
+    replies = [client.reply(), client.reply()]
+    assert [r.parent_header["msg_id"] for r in replies if r is not None] == [running, queued]

@@ -82,6 +82,7 @@ def test_supervisor_reports_sigkill_of_the_engine(controller: Any, spawn: Any) -
     reg = controller.registered()
     engine_pid = reg.content["pid"]
     assert engine_pid != proc.pid  # the engine is the supervisor's child
+    assert reg.content["direct"].startswith("tcp://127.0.0.1:")  # it listens for direct requests
     controller.reply(controller.execute("1"))
     os.kill(engine_pid, signal.SIGKILL)
     report = controller.get("registration", lambda m: m.msg_type == "engine_exit")
@@ -90,9 +91,10 @@ def test_supervisor_reports_sigkill_of_the_engine(controller: Any, spawn: Any) -
 
 
 def test_supervisor_reports_a_clean_shutdown(controller: Any, spawn: Any) -> None:
-    proc = spawn("--connection-file", str(controller.path), "--id", "3")
+    proc = spawn("--connection-file", str(controller.path), "--id", "3", "--no-direct")
     reg = controller.registered()
     assert reg.content["requested_id"] == 3
+    assert "direct" not in reg.content  # --no-direct reached the supervised engine
     assert control(controller, "shutdown_request").content["status"] == "ok"
     report = controller.get("registration", lambda m: m.msg_type == "engine_exit")
     assert report.content == {"uuid": reg.content["uuid"], "exit_code": 0, "signal": None}

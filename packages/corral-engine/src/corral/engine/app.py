@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop after this long without a heartbeat from the controller (default 30)",
     )
+    parser.add_argument(
+        "--no-direct",
+        action="store_true",
+        help="bind no socket of the engine's own: clients reach it only through the controller "
+        "(default: clients send direct-view requests to the engine itself; CORRAL_DIRECT=0 does the same)",
+    )
     parser.add_argument("--uuid", type=_uuid_arg, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"corral-engine {__version__}")
@@ -194,6 +200,8 @@ def _child_args(args: argparse.Namespace, uuid: str) -> list[str]:
     ]
     if args.id is not None:
         argv += ["--id", str(args.id)]
+    if args.no_direct:
+        argv.append("--no-direct")
     return argv
 
 
@@ -249,6 +257,7 @@ def _run_engine(args: argparse.Namespace) -> int:
             registration_timeout=args.timeout,
             controller_timeout=args.controller_timeout,
             handle_signals=True,
+            direct=False if args.no_direct else None,
         )
     except ConnectionFileError as err:
         return _fail(str(err))

@@ -15,6 +15,7 @@ The same class is the engine process (``python -m corral.engine``) and the embed
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -435,7 +436,7 @@ class Engine:
             if direct is not None:
                 direct.close()
             raise
-        self._iopub.on_tick = self._shell.flush_records_if_free
+        self._iopub.on_tick = functools.partial(self._shell.tick, self._inbox)
         control = Control(
             inbox=self._inbox,
             shell=self._shell,

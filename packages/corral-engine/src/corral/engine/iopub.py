@@ -198,6 +198,8 @@ class IOPub:
                     self._cond.wait(left)
                 else:
                     self._cond.wait(self._coalesce)  # the tick: nothing wakes this thread for a batch
+                    if self._deadline is None and not self._urgent and self.on_tick is not None:
+                        return []  # nothing to send: back to _loop, which runs on_tick
             self._seal()
             batch = list(self._items)
             self._items.clear()

@@ -5,9 +5,12 @@ their replies leave on them; direct requests from clients that reach the engine 
 on its own ROUTER (:mod:`corral.engine.direct`), and their replies leave there. The controller
 gets a record of each such request and reply on ``mux_engine``, sent off the critical path:
 when the execution thread is about to wait for work (right after a reply, while the client is
-busy with it), or by the IOPub thread's tick while user code runs (:meth:`Shell.flush_records`),
-so the hub hears of a long-running direct request within ~50 ms. The execution thread receives and sends on them itself: no hand-off
-between threads on the way in or out, which is what keeps a round trip short. ZeroMQ sockets
+busy with it), or by the IOPub thread's tick while user code runs (:meth:`Shell.tick`, which
+also takes in direct requests that arrive meanwhile), so the hub hears of a long-running
+direct request, and of those queued behind it, within ~50 ms.
+
+The execution thread receives and sends on them itself: no hand-off between threads on the way
+in or out, which is what keeps a round trip short. ZeroMQ sockets
 must not be used by two threads at once, so every use happens under :attr:`Shell.lock`; a lock
 is also the memory barrier ZeroMQ asks for when a socket changes threads.
 
@@ -300,18 +303,26 @@ class Shell:
             except zmq.ZMQError as err:  # pragma: no cover - a DEALER queues while disconnected
                 log.warning("could not send a direct-path record to the controller: %s", err)
 
-    def flush_records_if_free(self) -> None:
-        """Send pending records if no other thread uses the sockets now (any thread).
+    def tick(self, inbox: Inbox) -> None:
+        """Take in direct requests and send pending records, if no other thread uses the sockets.
 
-        The IOPub thread calls this on its tick: while user code runs, the execution thread
-        does not hold the lock, so a long-running request's record goes within a tick.
+        The IOPub thread calls this on its tick (any thread may). While user code runs, the
+        execution thread does not hold the lock: so within a tick a direct request queued behind
+        a long-running one is in ``inbox`` and recorded with the hub (``queue_status`` counts
+        it, as it counts a relayed one), and a long-running request's own record has gone.
         """
-        if self._records and self.lock.acquire(blocking=False):
-            try:
-                if not self._closed:
-                    self.flush_records()
-            finally:
-                self.lock.release()
+        if not self.lock.acquire(blocking=False):
+            return  # the execution thread is receiving, sending or waiting for work itself
+        try:
+            if self._closed:
+                return
+            sock = self._direct_sock
+            if sock is not None and _readable(sock):
+                self._take_direct(sock, inbox)
+            if self._records:
+                self.flush_records()
+        finally:
+            self.lock.release()
 
     def reconnect(self, channel: str, url: str) -> None:
         """Connect ``channel``'s socket to ``url`` instead of where it was (lock held).
