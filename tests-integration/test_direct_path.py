@@ -3,8 +3,10 @@ controller, and everything the controller does with them still works (docs/messa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -116,3 +118,66 @@ def test_an_engine_killed_during_a_direct_request_fails_it_with_engine_error(clu
     assert time.monotonic() - t0 < 3
     assert "SIGKILL" in str(info.value)
     assert rc[0].apply_sync(sleep_then, 3, 0) == 3  # the rest of the cluster serves on
+
+
+def test_replies_nobody_waits_for_arrive_after_blocking_calls(cluster_factory: Any) -> None:
+    # a thread waiting for direct replies receives them itself; afterwards the IO thread takes
+    # the direct socket back, so a reply nobody waits for still completes its result
+    _, rc = cluster_factory(1)
+    _wait_direct(rc, 1)
+    for _ in range(20):
+        rc[0].apply_sync(whoami)
+    done = threading.Event()
+    ar = rc[0].apply_async(sleep_then, 5, 0.2)
+    ar.add_done_callback(lambda _: done.set())
+    assert done.wait(5), "the reply of a request nobody waited for was not handled"
+    assert ar.get(0) == 5
+
+
+def test_threads_waiting_on_one_client_each_get_their_own_results(cluster_factory: Any) -> None:
+    _, rc = cluster_factory(2)
+    _wait_direct(rc, 2)
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(60):
+                assert rc[i % 2].apply_sync(sleep_then, k * 1000 + i, 0) == k * 1000 + i
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def test_ctrl_c_while_waiting_for_a_direct_reply_interrupts_and_loses_nothing(cluster_factory: Any) -> None:
+    _, rc = cluster_factory(1)
+    _wait_direct(rc, 1)
+    rc[0].apply_sync(whoami)
+    ar = rc[0].apply_async(sleep_then, 11, 1.0)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ar.get(timeout=10)
+    assert time.monotonic() - t0 < 1.0  # interrupted while waiting, not when the reply came
+    assert ar.get(timeout=10) == 11  # the reply was not lost
+    for i in range(50):  # Ctrl-C at random moments of short round trips: every reply arrives
+        ar = rc[0].apply_async(sleep_then, i, 0)
+        fire = threading.Timer(0.0005 * (i % 7), os.kill, (os.getpid(), signal.SIGINT))
+        try:
+            fire.start()
+            ar.get(timeout=10)
+        except KeyboardInterrupt:
+            pass
+        while fire.is_alive():  # the signal has been sent, and taken below if not above
+            with contextlib.suppress(KeyboardInterrupt):
+                fire.join(0.01)
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(0.005)
+        assert ar.get(timeout=10) == i

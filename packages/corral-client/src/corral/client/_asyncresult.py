@@ -36,6 +36,8 @@ __all__ = ["AsyncMapResult", "AsyncResult"]
 
 #: Seconds between looks at whether the controller was lost, while waiting for a result.
 _LOST_POLL = 0.5
+#: Seconds a waiting thread receives its direct replies itself before the IO thread wakes it.
+_DIRECT_WAIT = 1.0
 
 
 def _timeout(timeout: float | None) -> float | None:
@@ -136,6 +138,16 @@ class AsyncResult(Future[Any]):
             )
         store = self._client._store
         deadline = None if timeout is None else time.monotonic() + timeout
+        io = self._client._io
+        if io.can_receive_direct(self._requests):
+            # sent straight to the engines: take their replies in this thread (no hand-off from
+            # the IO thread), for a while; a long wait goes on below, woken by the IO thread
+            store.raise_if_lost()
+            until = time.monotonic() + _DIRECT_WAIT
+            if deadline is not None:
+                until = min(until, deadline)
+            if io.receive_direct(self, until):
+                return True
         while True:
             store.raise_if_lost()
             left = None if deadline is None else deadline - time.monotonic()

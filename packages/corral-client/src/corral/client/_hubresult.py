@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 #: First and longest pause between two polls of the hub for pending results, in seconds.
 POLL_FIRST: Final = 0.05
 POLL_MAX: Final = 1.0
+#: Seconds :func:`fetch` keeps asking about a msg_id the hub does not know yet.
+RECORD_GRACE: Final = 1.0
+_RECORD_POLL: Final = 0.02
 
 
 def _request_for(msg_id: str, entry: dict[str, Any], client: Client) -> Request:
@@ -77,6 +81,10 @@ def _split_buffers(msg_ids: Sequence[str], results: dict[str, Any], buffers: Seq
 def fetch(client: Client, msg_ids: Sequence[str]) -> tuple[list[Request], dict[str, Any]]:
     """Ask the hub for ``msg_ids``; return a request per msg_id (completed ones already done).
 
+    A msg_id the hub does not know is asked about again for up to :data:`RECORD_GRACE`
+    seconds before it counts as unknown: the hub hears of a direct request from its engine's
+    record, which follows the request by up to tens of milliseconds.
+
     Raises
     ------
     ResultExpired
@@ -86,8 +94,17 @@ def fetch(client: Client, msg_ids: Sequence[str]) -> tuple[list[Request], dict[s
     corral.wire.errors.TimeoutError
         If the hub does not answer within the client's timeout.
     """
-    reply = client._query("result_request", result_request(client, list(msg_ids)))
-    results: dict[str, Any] = reply.content.get("results") or {}
+    deadline = time.monotonic() + RECORD_GRACE
+    while True:
+        reply = client._query("result_request", result_request(client, list(msg_ids)))
+        results: dict[str, Any] = reply.content.get("results") or {}
+        if time.monotonic() >= deadline or all(
+            (results.get(m) or {}).get("state") in ("pending", "completed", "expired") for m in msg_ids
+        ):
+            break
+        # a request sent straight to an engine reaches the hub with the engine's record of it,
+        # some milliseconds later (docs/messages.md): ask again before calling it unknown
+        time.sleep(_RECORD_POLL)
     expired = [m for m in msg_ids if (results.get(m) or {}).get("state") == "expired"]
     if expired:
         raise ResultExpired(

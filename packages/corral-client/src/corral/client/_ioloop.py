@@ -15,6 +15,12 @@ requests to other engines, and to an engine while requests relayed to it earlier
 unanswered (so that an engine still runs one client's requests in the order they were sent),
 go through the controller's ``mux`` relay.
 
+A user thread that waits for results sent on the direct path receives that socket's replies
+itself (:meth:`IOThread.receive_direct`) instead of being woken by the IO thread: one thread
+hand-off less per round trip. While such waiters come and go, the IO thread does not watch the
+direct socket; it takes it back once nobody has waited on it for ``DIRECT_RECLAIM`` seconds, and
+handles what arrived meanwhile (a sender that finds a reply waiting hands it over at once).
+
 ``zmq.FD`` signals edges, not levels: any use of a socket may consume the signal of a message
 that arrived meanwhile. So whoever used a socket checks ``zmq.EVENTS`` afterwards, and a sender
 that finds a message waiting asks the IO thread to drain it.
@@ -24,9 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Final
 
@@ -64,6 +72,37 @@ _POLLIN: Final = int(zmq.POLLIN)
 _NOBLOCK: Final = int(zmq.NOBLOCK)
 #: Messages taken in under a socket's lock at a time.
 _RECV_BATCH: Final = 64
+#: Seconds without a waiting user thread after which the IO thread watches the direct socket again.
+DIRECT_RECLAIM: Final = 0.05
+#: Longest a waiting thread sleeps between checks of its result (a reply that comes another way,
+#: e.g. an EngineError from the controller, completes it meanwhile).
+_DIRECT_SLICE: Final = 0.02
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) in the main thread until the block is done, then deliver it.
+
+    A user thread taking replies in must not be interrupted between receiving a message and
+    completing its result: the message would be gone from the socket and its result would wait
+    forever. Other threads never get KeyboardInterrupt, and a SIGINT handler that is not a
+    Python callable (ignored, default) is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(*caught[0])  # as if it arrived now: the default handler raises KeyboardInterrupt
 
 
 class _Shared:
@@ -189,6 +228,12 @@ class IOThread:
         self._direct: _Shared | None = None
         if direct:
             self._direct = self._shared["direct"] = _Shared("direct", self.sockets["direct"], self._on_replies)
+        # user threads receiving the direct socket themselves (receive_direct)
+        self._owner_lock = threading.Lock()
+        self._waiters = 0
+        self._owned = False  # waiters receive the direct socket; the IO thread leaves it alone
+        self._watching = True  # the reactor watches the direct socket (IO thread only)
+        self._last_wait = 0.0
         for shared in self._shared.values():
             self.reactor.add_socket(shared, self._on_signal)
         # only this thread uses the output sockets: the reactor polls them as sockets
@@ -326,6 +371,7 @@ class IOThread:
                 if not closed and engine in urls and not relayed.get(engine):
                     try:
                         send_frames(direct.socket, parts, _NOBLOCK)
+                        req.direct = True
                         continue
                     except zmq.ZMQError:  # not connected (yet, or any more): via the controller
                         pass
@@ -340,6 +386,66 @@ class IOThread:
         if waiting:
             self.reactor.call_soon_threadsafe(self._on_signal, direct)
         return rest, rest_requests
+
+    def can_receive_direct(self, requests: Sequence[Request]) -> bool:
+        """Whether a user thread waiting for ``requests`` may receive their replies itself."""
+        return self._direct is not None and not self.in_io_thread and all(r.direct for r in requests)
+
+    def receive_direct(self, fut: Future[Any], until: float) -> bool:
+        """Receive the direct socket's replies in this (user) thread until ``fut`` is done.
+
+        Returns True once ``fut`` is done, False at ``until`` (a monotonic time). Replies for
+        other requests are handled here too, as the IO thread would.
+        """
+        shared = self._direct
+        if shared is None or self._closed:
+            return fut.done()
+        with self._owner_lock:
+            self._waiters += 1
+            claim = not self._owned
+            self._owned = True
+        if claim:  # the IO thread stops watching the socket: only one thread wakes per reply
+            self.reactor.call_soon_threadsafe(self._release_direct)
+        try:
+            poller = select.poll()
+            poller.register(shared.fd, select.POLLIN)
+            while True:
+                with _sigint_deferred():  # a reply taken in is handled, not lost to a Ctrl-C
+                    self._on_signal(shared)  # also re-arms the descriptor's edge
+                if fut.done():
+                    return True
+                if self._closed:
+                    return False
+                left = until - time.monotonic()
+                if left <= 0:
+                    return False
+                poller.poll(max(1, int(min(left, _DIRECT_SLICE) * 1000)))
+        finally:
+            with self._owner_lock:
+                self._waiters -= 1
+                self._last_wait = time.monotonic()
+
+    def _release_direct(self) -> None:
+        # IO thread: a user thread receives the direct socket now
+        if self._owned and self._watching and self._direct is not None:
+            self.reactor.remove_socket(self._direct)
+            self._watching = False
+            self.reactor.call_later(DIRECT_RECLAIM, self._reclaim_direct)
+
+    def _reclaim_direct(self) -> None:
+        # IO thread: watch the direct socket again once no user thread has waited for a while
+        with self._owner_lock:
+            busy = self._waiters > 0 or time.monotonic() - self._last_wait < DIRECT_RECLAIM
+            if not busy:
+                self._owned = False
+        if busy:
+            self.reactor.call_later(DIRECT_RECLAIM, self._reclaim_direct)
+            return
+        direct = self._direct
+        if direct is not None and not self._watching and not self._closed:
+            self.reactor.add_socket(direct, self._on_signal)
+            self._watching = True
+            self._on_signal(direct)  # what arrived while only waiters watched it
 
     def add_direct_routes(self, routes: Mapping[str, Any]) -> None:
         """Connect to engines' direct sockets (``{uuid: url}``); any thread."""

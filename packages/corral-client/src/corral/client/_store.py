@@ -31,6 +31,7 @@ class Request:
 
     __slots__ = (
         "acked",
+        "direct",
         "done",
         "engine_id",
         "engine_uuid",
@@ -57,6 +58,8 @@ class Request:
         self.msg_id = msg_id
         #: the controller has stored it (a ``submission_ack`` or any reply said so)
         self.acked = False
+        #: it went straight to its engine's own socket (its reply comes back there)
+        self.direct = False
         #: the msg_id of the message on the wire, when several requests share one (broadcast)
         self.wire_id = wire_id or msg_id
         self.msg_type = msg_type
