@@ -74,3 +74,16 @@ def test_numpy_and_dill_are_not_imported_eagerly() -> None:
     code = "import sys, corral.wire; print('numpy' in sys.modules, 'dill' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_direct_path_switch_and_which_addresses_engines_may_announce() -> None:
+    from corral.wire.protocol import direct_enabled, valid_direct_url
+
+    assert direct_enabled({}) is True
+    assert direct_enabled({"CORRAL_DIRECT": " Off "}) is False
+    with pytest.raises(ValueError, match=r"CORRAL_DIRECT='maybe' is not understood: set it to 1 .* or 0"):
+        direct_enabled({"CORRAL_DIRECT": "maybe"})
+    for good in ("tcp://127.0.0.1:5555", "tcp://[::1]:6000", "ipc:///tmp/corral-x-e0123456789ab"):
+        assert valid_direct_url(good) == good
+    for bad in ("tcp://host.example:1", "tcp://127.0.0.1", "udp://127.0.0.1:5", "ipc://" + "x" * 300, 5, None):
+        assert valid_direct_url(bad) is None

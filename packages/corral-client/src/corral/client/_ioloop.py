@@ -213,16 +213,9 @@ class IOThread:
             self.reactor.close()
             raise
         self._closed = False
+        handlers = {"registration": self._on_registration, "mux": self._on_relayed_replies}
         self._shared = {
-            channel: _Shared(
-                channel,
-                self.sockets[channel],
-                self._on_registration
-                if channel == "registration"
-                else self._on_relayed_replies
-                if channel == "mux"
-                else self._on_replies,
-            )
+            channel: _Shared(channel, self.sockets[channel], handlers.get(channel, self._on_replies))
             for channel in _SHARED_CHANNELS
         }
         self._direct: _Shared | None = None

@@ -289,8 +289,9 @@ class Shell:
             return
         # the same signed frames, marked as a record: stored by the hub, not forwarded
         self._add_record(frames[0], frames[1:])
-        if any(isinstance(f, zmq.Frame) for f in frames):
-            # tracked buffers: the executor waits until ZeroMQ has sent every copy of them
+        if isinstance(frames[-1], zmq.Frame):
+            # tracked buffers (the executor makes the trailing buffer frames zmq.Frames): it waits
+            # until ZeroMQ has sent every copy of them, so the record goes now
             self.flush_records()
 
     def _add_record(self, client: bytes, what: Any) -> None:

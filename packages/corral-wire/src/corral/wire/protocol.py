@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from corral.wire._env import env_switch
 from corral.wire.errors import ProtocolVersionError
 
 __all__ = [
@@ -64,14 +65,11 @@ def direct_enabled(environ: Mapping[str, str] | None = None) -> bool:
     ValueError
         If ``CORRAL_DIRECT`` is set to something other than on/off words.
     """
-    value = (os.environ if environ is None else environ).get(DIRECT_ENV, "").strip().lower()
-    if value in ("", "1", "on", "yes", "true"):
-        return True
-    if value in ("0", "off", "no", "false"):
-        return False
-    raise ValueError(
-        f"{DIRECT_ENV}={value!r} is not understood: set it to 1 (clients reach engines directly, the default) "
-        "or 0 (every request goes through the controller)"
+    return env_switch(
+        DIRECT_ENV,
+        os.environ if environ is None else environ,
+        "clients reach engines directly",
+        "every request goes through the controller",
     )
 
 

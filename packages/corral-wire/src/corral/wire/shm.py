@@ -58,6 +58,8 @@ import weakref
 from collections.abc import Container, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from corral.wire._env import env_switch
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
@@ -143,7 +145,7 @@ class KeptSegment(mmap.mmap):
     name: str
 
 
-def shm_enabled(environ: dict[str, str] | None = None) -> bool:
+def shm_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``CORRAL_SHM`` allows shared memory (the default: yes).
 
     Raises
@@ -151,12 +153,7 @@ def shm_enabled(environ: dict[str, str] | None = None) -> bool:
     ValueError
         If ``CORRAL_SHM`` is set to something other than on/off words.
     """
-    value = (os.environ if environ is None else environ).get(SHM_ENV, "").strip().lower()
-    if value in ("", "1", "on", "yes", "true"):
-        return True
-    if value in ("0", "off", "no", "false"):
-        return False
-    raise ValueError(f"{SHM_ENV}={value!r} is not understood: set it to 1 (shared memory on, the default) or 0 (off)")
+    return env_switch(SHM_ENV, os.environ if environ is None else environ, "shared memory on", "off")
 
 
 def domain(directory: str = SHM_DIR) -> str | None:
