@@ -201,24 +201,13 @@ class ResultStore:
 
     def wait(self, msg_ids: Iterable[str], timeout: float | None) -> bool:
         """Block until none of ``msg_ids`` is pending; False if ``timeout`` passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            left = [m for m in msg_ids if m in self._pending]
-            if not left:
-                return True
-            self._waiters += 1
-            try:
-                while True:
-                    left = [m for m in left if m in self._pending]
-                    if not left:
-                        return True
-                    self.raise_if_lost()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._cond.wait(remaining)
-            finally:
-                self._waiters -= 1
+        left = list(msg_ids)
+
+        def done() -> bool:
+            left[:] = [m for m in left if m in self._pending]
+            return not left
+
+        return self._wait_for(done, timeout)
 
     def pending_msg_ids(self) -> list[str]:
         """msg_ids of requests still waiting for a reply that the hub stores (broadcasts excluded)."""
@@ -237,20 +226,36 @@ class ResultStore:
         ControllerLost
             If the connection to the controller is lost while waiting.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         left = list(requests)
+
+        def done() -> bool:
+            left[:] = [r for r in left if not (r.acked or r.done)]
+            return not left
+
+        return self._wait_for(done, timeout)
+
+    def _wait_for(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait on the store's condition until ``done()`` (checked under it); False at ``timeout``.
+
+        Raises
+        ------
+        ControllerLost
+            If the connection to the controller is lost while waiting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            if done():
+                return True
             self._waiters += 1
             try:
                 while True:
-                    left = [r for r in left if not (r.acked or r.done)]
-                    if not left:
-                        return True
                     self.raise_if_lost()
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
                     self._cond.wait(remaining)
+                    if done():
+                        return True
             finally:
                 self._waiters -= 1
 

@@ -389,15 +389,9 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
     if int(match.group(3)) != os.getpid():
         raise SegmentError(f"segment {name} is addressed to pid {match.group(3)}, not to this process")
     path = os.path.join(directory, name)
+    # the name is ours to remove only if this really is the file the sender made for us
+    fd, info = _open_own(path, name)
     try:
-        fd = os.open(path, _OPEN | os.O_RDONLY)
-    except OSError as err:
-        raise SegmentError(f"segment {name} cannot be opened: {err.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        # the name is ours to remove only if this really is the file the sender made for us
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
-            raise SegmentError(f"segment {name} is not a regular file of this user")
         if info.st_size != size:
             _unlink(path)
             raise SegmentError(f"segment {name} holds {info.st_size} bytes, the message says {size}")
@@ -413,6 +407,28 @@ def take_segment(name: object, size: object, tag: str, directory: str = SHM_DIR)
     free = f"{_PREFIX}{tag}-{match.group(2)}-free-{size}-{os.urandom(8).hex()}"
     weakref.finalize(mapped, _release, os.getpid(), path, os.path.join(directory, free), directory, tag, size)
     return memoryview(mapped)
+
+
+def _open_own(path: str, name: str) -> tuple[int, os.stat_result]:
+    """Open segment ``path`` read-only (never through a link, never blocking); return fd and stat.
+
+    Raises
+    ------
+    SegmentError
+        If it cannot be opened or is not a regular file of this user (nothing is left open).
+    """
+    try:
+        fd = os.open(path, _OPEN | os.O_RDONLY)
+    except OSError as err:
+        raise SegmentError(f"segment {name} cannot be opened: {err.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            raise SegmentError(f"segment {name} is not a regular file of this user")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
 
 
 def is_kept(name: object, tag: str) -> bool:
@@ -442,14 +458,8 @@ def open_kept(name: str, size: int, tag: str, directory: str = SHM_DIR) -> KeptS
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise SegmentError(f"a shared-memory reference needs a positive size, not {size!r}")
     path = os.path.join(directory, name)
+    fd, info = _open_own(path, name)
     try:
-        fd = os.open(path, _OPEN | os.O_RDONLY)
-    except OSError as err:
-        raise SegmentError(f"segment {name} cannot be opened: {err.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
-            raise SegmentError(f"segment {name} is not a regular file of this user")
         # a shared lock for as long as the mapping lives (the mapping holds the open file): the
         # sweep returns a kept segment to the pool only when it can lock it exclusively
         try:
